@@ -1,0 +1,2 @@
+"""The avatar: data (crops, rays, patches), model (deformer, PairOF occupancy, albedo, SelF shading), volume
+renderer, losses, trainer, metrics and renders. Imports smplx, pairof and segment."""

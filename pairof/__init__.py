@@ -1,0 +1,2 @@
+"""PairOF, the pairwise part-occupancy field: partition, part and pair encoders, decoder, query, pretraining.
+Imports smplx only."""
