@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,13 @@ from smplx.joint_names import (FINGER_LAST_JOINTS, MANO_FINGERTIP_VERTEX_IDS, MA
                                NUM_JOINTS, PARENTS)
 from smplx.lbs import lbs
 from smplx.model_file import MANO_DOWNLOAD_HINT, HandModelData, load_model_file
+from smplx.open_hand import build_open_hand
 from smplx.topology import boundary_loops, seal_fan
 
 __all__ = ["MANO", "MANOOutput", "create", "find_model_file"]
 
 MODEL_TYPES = ("mano",)
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,6 +105,8 @@ class MANO(nn.Module):
         buffer("v_template", data.v_template)
         buffer("shapedirs", shapedirs)
         buffer("posedirs", data.posedirs.reshape(-1, data.posedirs.shape[2]).T)  # (P, 3V), vertex-major
+        # decided here, once: a model without pose blend shapes (the open hand) skips the largest matrix product
+        self._has_posedirs = bool(np.any(data.posedirs))
         buffer("j_regressor", data.j_regressor)
         used = np.flatnonzero(np.abs(data.j_regressor).sum(0))  # the joints read few vertices (778 of MANO-HD's)
         buffer("_regressor_vertex_ids", used, torch.int64, persistent=False)
@@ -203,7 +208,8 @@ class MANO(nn.Module):
             raise ValueError(f"custom_lbs_weights has shape {tuple(weights.shape)}, expected ({nv}, {NUM_JOINTS})")
 
         full_pose = torch.cat([global_orient, hand_pose], dim=1) + self.pose_mean
-        vertices, joints = lbs(betas, full_pose, self.v_template, self.shapedirs, self.posedirs,
+        posedirs = self.posedirs if self._has_posedirs else None
+        vertices, joints = lbs(betas, full_pose, self.v_template, self.shapedirs, posedirs,
                                self._j_regressor_used, self.parents, weights, shaped_verts=shaped_verts,
                                regressor_vertex_ids=self._regressor_vertex_ids)
         if self.center_id is not None or self.scale is not None or transl is not None:
@@ -232,6 +238,8 @@ def find_model_file(model_path: str | Path, *, is_rhand: bool = True) -> Path:
     path = Path(model_path)
     if path.is_file():
         return path
+    if path.suffix in (".pkl", ".npz"):
+        raise FileNotFoundError(f"hand model file {path} does not exist. {MANO_DOWNLOAD_HINT}")
     name = "MANO_RIGHT" if is_rhand else "MANO_LEFT"
     candidates = [folder / f"{name}{ext}" for folder in (path, path / "mano") for ext in (".pkl", ".npz")]
     for candidate in candidates:
@@ -245,10 +253,22 @@ def create(model_path: str | Path, model_type: str = "mano", *, is_rhand: bool =
            num_pca_comps: int = 6, flat_hand_mean: bool = True, num_betas: int = 10, center_id: int | None = None,
            scale: float | None = None, seal: bool = False, distal: bool = False,
            dtype: torch.dtype = torch.float32) -> MANO:
-    """Load a MANO hand layer from a model file or folder (see `find_model_file` and `MANO` for the options)."""
+    """Load a MANO hand layer from a model file or folder (see `find_model_file` and `MANO` for the options).
+
+    A folder without MANO_RIGHT / MANO_LEFT gives the built-in open hand (smplx.open_hand) and logs a one-line
+    warning that says so; a named file that does not exist raises FileNotFoundError.
+    """
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type={model_type!r} is not one of {list(MODEL_TYPES)}")
-    data = load_model_file(find_model_file(model_path, is_rhand=is_rhand))
+    try:
+        data = load_model_file(find_model_file(model_path, is_rhand=is_rhand))
+    except FileNotFoundError:
+        if Path(model_path).suffix in (".pkl", ".npz"):  # a file was named: do not silently use another model
+            raise
+        side = "RIGHT" if is_rhand else "LEFT"
+        _log.warning("no MANO_%s.pkl in %s: using the built-in open hand (CC0). For the paper's model: %s", side,
+                     model_path, MANO_DOWNLOAD_HINT)
+        data = build_open_hand(is_rhand)
     return MANO(data, is_rhand=is_rhand, use_pca=use_pca, num_pca_comps=num_pca_comps, flat_hand_mean=flat_hand_mean,
                 num_betas=num_betas, center_id=center_id, scale=scale, seal=seal, distal=distal, dtype=dtype)
 

@@ -167,7 +167,7 @@ def lbs(
     full_pose: Tensor,
     v_template: Tensor,
     shapedirs: Tensor,
-    posedirs: Tensor,
+    posedirs: Tensor | None,
     j_regressor: Tensor,
     parents: Sequence[int],
     lbs_weights: Tensor,
@@ -182,7 +182,8 @@ def lbs(
         full_pose: (B, 3 J) axis-angle of every joint, global rotation first, radians.
         v_template: (V, 3) template vertices.
         shapedirs: (V, 3, NB) shape blend shapes.
-        posedirs: (P, 3 V) pose blend shapes, P = 9 (J - 1), vertex-major columns (x0 y0 z0 x1 ...).
+        posedirs: (P, 3 V) pose blend shapes, P = 9 (J - 1), vertex-major columns (x0 y0 z0 x1 ...); None for a
+            model without them (the same as zeros, without the cost).
         j_regressor: (J, V) joint regressor.
         parents: J parent indices.
         lbs_weights: (V, J) or (B, V, J) skinning weights.
@@ -201,6 +202,8 @@ def lbs(
     regressed = shaped_verts if regressor_vertex_ids is None else shaped_verts[:, regressor_vertex_ids]
     rest_joints = vertices2joints(j_regressor, regressed)
     rot_mats = batch_rodrigues(full_pose.reshape(batch, -1, 3))
-    v_posed = shaped_verts + (pose_features(rot_mats) @ posedirs).view(batch, -1, 3)
+    v_posed = shaped_verts
+    if posedirs is not None:
+        v_posed = shaped_verts + (pose_features(rot_mats) @ posedirs).view(batch, -1, 3)
     joints, rel_transforms = batch_rigid_transform(rot_mats, rest_joints, parents)
     return skin_vertices(v_posed, lbs_weights, rel_transforms), joints

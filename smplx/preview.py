@@ -6,10 +6,11 @@ import numpy as np
 import trimesh
 from trimesh.ray.ray_pyembree import RayMeshIntersector
 
-__all__ = ["render_preview", "VIEWS"]
+__all__ = ["render_preview", "render_sheet", "VIEWS"]
 
 VIEWS = {  # name: (direction the camera looks along, image-up direction), model frame
     "front": ((0.0, 0.0, -1.0), (0.0, 1.0, 0.0)),
+    "back": ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0)),
     "side": ((-1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
     "top": ((0.0, -1.0, 0.0), (0.0, 0.0, -1.0)),
 }
@@ -58,3 +59,19 @@ def render_preview(vertices: np.ndarray, faces: np.ndarray, *, view: str = "fron
     image = image.reshape(size, supersample, size, supersample, 3).mean((1, 3))
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
+
+def render_sheet(meshes: list[np.ndarray], faces: np.ndarray, *, views: tuple[str, ...] = ("top", "back"),
+                 size: int = 256) -> np.ndarray:
+    """A grid of previews: one row per mesh, one column per view.
+
+    Args:
+        meshes: N arrays (V, 3) of vertices sharing `faces`.
+        faces: (F, 3).
+        views: keys of VIEWS.
+        size: pixels per picture.
+
+    Returns:
+        (N size, len(views) size, 3) uint8 image.
+    """
+    return np.concatenate([np.concatenate([render_preview(v, faces, view=view, size=size) for view in views], 1)
+                           for v in meshes], 0)

@@ -122,8 +122,9 @@ def test_create_finds_files_and_explains_missing_ones(tube_data, tmp_path):
     save_model_file(tube_data, tmp_path / "mano" / "MANO_RIGHT.pkl")
     assert smplx.create(tmp_path).v_template.shape == (tube_data.num_vertices, 3)
     assert smplx.create(tmp_path / "mano" / "MANO_RIGHT.pkl").num_vertices == tube_data.num_vertices
+    assert smplx.create(tmp_path, is_rhand=False).v_template[:, 0].mean() < 0  # the mirrored open hand
     with pytest.raises(FileNotFoundError, match=r"no MANO_LEFT model found \(looked at .*MANO_LEFT\.pkl.*mano"):
-        smplx.create(tmp_path, is_rhand=False)
+        smplx.find_model_file(tmp_path, is_rhand=False)
     with pytest.raises(ValueError, match=r"model_type='smplh' is not one of \['mano'\]"):
         smplx.create(tmp_path, model_type="smplh")
 
