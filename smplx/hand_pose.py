@@ -87,7 +87,11 @@ def joint_frames(rest_joints: np.ndarray, *, is_rhand: bool = True) -> np.ndarra
     """
     rest_joints = np.asarray(rest_joints, dtype=float)
     side = 1.0 if is_rhand else -1.0
-    palmar = side * _unit(np.cross(rest_joints[1] - rest_joints[0], rest_joints[7] - rest_joints[0]))
+    across = np.cross(rest_joints[1] - rest_joints[0], rest_joints[7] - rest_joints[0])
+    if np.linalg.norm(across) < 1e-12 * max(np.abs(rest_joints).max(), 1e-30) ** 2:
+        raise ValueError("the wrist, index and pinky joints are collinear: the model's rest joints do not span a "
+                         "palm, so finger frames cannot be built")
+    palmar = side * _unit(across)
     frames = np.zeros((15, 3, 3))
     for j in range(1, 16):
         last = j in (3, 6, 9, 12, 15)

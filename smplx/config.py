@@ -1,0 +1,139 @@
+"""Typed configuration from YAML: defaults file, then experiment file, then `key.sub=value` overrides.
+
+Each command describes its configuration as nested dataclasses (one per component, fields typed, no defaults in
+Python: `default.yaml` holds them all, with a comment each). `load_config` merges the YAML files and the overrides,
+rejects unknown keys (naming the nearest valid one), missing keys and values of the wrong type, and returns the
+dataclass tree. YAML is read with `yaml.safe_load` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = ["load_config", "config_to_dict", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that a user wrote is wrong; the message says where and what to do."""
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(tree).__name__}")
+    return tree
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_override(text: str) -> dict:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"command-line override {text!r} must look like key.sub=value")
+    value = yaml.safe_load(raw) if raw else ""
+    tree: dict = {}
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return tree
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        if value not in typing.get_args(kind):
+            raise ConfigError(f"{where}={value!r} is not one of {list(typing.get_args(kind))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if value is None:
+            if len(args) == len(typing.get_args(kind)):
+                raise ConfigError(f"{where} may not be null")
+            return None
+        return _coerce(value, args[0], where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        (item,) = typing.get_args(kind)[:1] or (Any,)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, tree: dict, where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in tree:
+        if key not in fields:
+            near = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean {where}{near[0]}?" if near else f"; valid keys: {sorted(fields)}"
+            raise ConfigError(f"unknown config key {where}{key}{hint}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name in fields:
+        if name not in tree:
+            raise ConfigError(f"config key {where}{name} is missing (every key needs a value in the defaults file)")
+        kind, value = hints[name], tree[name]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{name} must be a mapping of keys, got {value!r}")
+            values[name] = _build(kind, value, f"{where}{name}.")
+        else:
+            values[name] = _coerce(value, kind, f"{where}{name}")
+    return cls(**values)
+
+
+def load_config(cls: type, files: list[str | Path], overrides: list[str] = ()):
+    """Build the dataclass `cls` from YAML files merged in order, then `key.sub=value` overrides.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ConfigError: invalid YAML, an unknown key (with the nearest valid one), a missing key, or a wrong type.
+    """
+    tree: dict = {}
+    for path in files:
+        tree = _merge(tree, _read_yaml(Path(path)))
+    for text in overrides:
+        tree = _merge(tree, _parse_override(text))
+    return _build(cls, tree, "")
+
+
+def config_to_dict(config) -> dict:
+    """The config as plain data (for saving next to outputs with yaml.safe_dump)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,245 @@
+"""Pretrain MANO-HD skinning weights (reference section 2.4), and evaluate them against the averaged weights.
+
+    python -m smplx.manohd.train_lbs --config configs/lbs/demo.yaml [key.sub=value ...]
+    python -m smplx.manohd.train_lbs --config configs/lbs/demo.yaml --eval     # evaluation only
+
+Files are read as configs/lbs/default.yaml, then --config, then the overrides. Writes, under
+<out_root>/<name>/: lbs_weights.pth (a plain (V_hd, 16) tensor, as the published file), checkpoint.pt (resumable),
+board/ (TensorBoard), vis/*.obj (a posed MANO-HD mesh now and then), eval.json and config.yaml; with publish: true
+it also copies the weights to smplx/out/pretrained_lbs_weights/lbs_weights.pth, the path the avatar reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import trimesh
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import smplx
+from smplx.config import config_to_dict, load_config
+from smplx.hand_pose import joint_frames, named_poses
+from smplx.manohd.skinning import (PoseSampler, SkinningObjective, WeightReport, evaluate_weights,
+                                   load_lbs_weights, normalize_weights)
+
+DEFAULTS = Path(__file__).resolve().parents[2] / "configs" / "lbs" / "default.yaml"
+PUBLISHED = Path("smplx/out/pretrained_lbs_weights/lbs_weights.pth")
+MM_PER_UNIT = 100.0  # the layers work in decimetres (scale 10)
+
+
+@dataclass
+class ModelConfig:
+    path: str  # MANO file or folder; a folder without MANO_RIGHT/LEFT gives the open hand
+    is_rhand: bool  # right hand
+    levels: int  # MANO-HD subdivision levels
+
+
+@dataclass
+class LossConfig:
+    laplacian: float  # weight of the uniform Laplacian smoothness of the posed HD mesh
+    surface: float  # weight of the HD-to-base squared surface distance (both directions)
+    normal: float  # weight of the normal consistency of the posed HD mesh
+    sparsity: float  # weight of the mean 1 - exp(-k w)
+    sparsity_sharpness: float  # k
+
+
+@dataclass
+class PoseConfig:
+    pool: int  # hand poses pre-sampled from the model's prior, drawn from at every step
+    global_rotation: bool  # uniformly random global rotation per pose
+    shape_std: float  # betas ~ N(0, shape_std)
+
+
+@dataclass
+class LBSConfig:
+    name: str  # output folder name under out_root
+    out_root: str  # where runs are written
+    seed: int  # random seed of the pose pool and the batches
+    device: Literal["auto", "cpu", "cuda"]  # auto: CUDA when present
+    model: ModelConfig
+    steps: int  # optimisation steps
+    batch: int  # poses per step
+    lr: float  # Adam learning rate
+    lr_gamma: float  # exponential decay of the learning rate per step
+    candidates: int  # nearest faces / vertices searched by the surface distance
+    loss: LossConfig
+    poses: PoseConfig
+    log_every: int  # steps between TensorBoard scalars
+    snapshot_every: int  # steps between OBJ snapshots (0: none)
+    checkpoint_every: int  # steps between checkpoints
+    eval_poses: int  # held-out poses of the evaluation
+    eval_seed: int  # seed of the held-out poses (different from seed)
+    resume: bool  # continue from checkpoint.pt when the run folder has one
+    publish: bool  # copy the result to smplx/out/pretrained_lbs_weights/lbs_weights.pth
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
+    return torch.device("cuda" if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+class LBSRun:
+    """The models, objective and outputs of one run."""
+
+    def __init__(self, config: LBSConfig):
+        self.config = config
+        self.device = _device(config.device)
+        self.out = Path(config.out_root) / config.name
+        self.base = smplx.create(config.model.path, is_rhand=config.model.is_rhand, scale=10.0).to(self.device)
+        self.hd = smplx.subdivide(self.base, config.model.levels)
+        self.objective = SkinningObjective(self.base, self.hd, candidates=config.candidates,
+                                           sparsity_sharpness=config.loss.sparsity_sharpness)
+        self.sampler = PoseSampler(self.base, pool=config.poses.pool, shape_std=config.poses.shape_std,
+                                   global_rotation=config.poses.global_rotation, seed=config.seed)
+        rest = (self.base.j_regressor @ self.base.v_template).double().cpu().numpy()
+        self.snapshot_pose = torch.as_tensor(
+            named_poses(["fist"], joint_frames(rest, is_rhand=config.model.is_rhand)), dtype=torch.float32,
+            device=self.device)
+
+    def held_out(self):
+        """The evaluation poses: drawn like training poses, from a separate seed."""
+        held_out = PoseSampler(self.base, pool=self.config.poses.pool, shape_std=self.config.poses.shape_std,
+                               global_rotation=self.config.poses.global_rotation, seed=self.config.eval_seed)
+        return held_out.batch(0, self.config.eval_poses)
+
+    def evaluate(self, weights: torch.Tensor) -> dict[str, WeightReport]:
+        poses = self.held_out()
+        return {name: evaluate_weights(self.base, self.hd, w, poses, mm_per_unit=MM_PER_UNIT)
+                for name, w in (("averaged", self.hd.lbs_weights), ("learned", weights))}
+
+    def snapshot(self, weights: torch.Tensor, step: int) -> None:
+        with torch.no_grad():
+            verts = self.hd(hand_pose=self.snapshot_pose, custom_lbs_weights=weights).vertices[0].cpu().numpy()
+        (self.out / "vis").mkdir(exist_ok=True)
+        trimesh.Trimesh(verts / 10, self.hd.faces.cpu().numpy(), process=False).export(
+            self.out / "vis" / f"step_{step:06d}.obj")  # metres
+
+
+def _check_resumable(saved: dict, config: LBSConfig, path: Path) -> None:
+    for key in ("model", "candidates", "seed"):
+        if saved[key] != config_to_dict(config)[key]:
+            raise ValueError(f"{path} was made with {key}={saved[key]}, this run has {key}="
+                             f"{config_to_dict(config)[key]}; use another name, or resume=false to start over")
+
+
+def train(config: LBSConfig) -> Path:
+    """Run (or resume) the weight fit; returns the path of lbs_weights.pth."""
+    run = LBSRun(config)
+    run.out.mkdir(parents=True, exist_ok=True)
+    (run.out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    raw = torch.nn.Parameter(run.hd.lbs_weights.clone())
+    optimizer = torch.optim.Adam([raw], lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
+    start = 0
+    checkpoint = run.out / "checkpoint.pt"
+    if config.resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=run.device, weights_only=True)
+        _check_resumable(json.loads(state["config"]), config, checkpoint)
+        with torch.no_grad():
+            raw.copy_(state["raw_weights"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        print(f"resuming {checkpoint} at step {start}")
+
+    def save_checkpoint(step: int) -> None:
+        _atomic_save({"raw_weights": raw.detach(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "step": step,
+                      "config": json.dumps(config_to_dict(config))}, checkpoint)
+
+    board = SummaryWriter(str(run.out / "board"))
+    w = config.loss
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="LBS weights", unit="step")
+    for step in bar:
+        betas, orient, hand_pose = (t.to(run.device) for t in run.sampler.batch(step, config.batch))
+        weights = normalize_weights(raw)
+        hd_vertices = run.hd(betas, orient, hand_pose, custom_lbs_weights=weights).vertices
+        with torch.no_grad():
+            base_vertices = run.base(betas, orient, hand_pose).vertices
+        terms = run.objective(hd_vertices, base_vertices, weights)
+        loss = (w.laplacian * terms.laplacian + w.surface * terms.surface + w.normal * terms.normal
+                + w.sparsity * terms.sparsity)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss.item()} at step {step}; lower lr (now "
+                                     f"{scheduler.get_last_lr()[0]:.2e}) and resume from {checkpoint}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            for name, value in vars(terms).items():
+                board.add_scalar(f"loss/{name}", value.item(), done)
+            board.add_scalar("loss/total", loss.item(), done)
+            board.add_scalar("lr", scheduler.get_last_lr()[0], done)
+            bar.set_postfix(loss=f"{loss.item():.4g}")
+        if config.snapshot_every and (done % config.snapshot_every == 0 or done == config.steps):
+            run.snapshot(normalize_weights(raw).detach(), done)
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            save_checkpoint(done)
+    bar.close()
+
+    weights = normalize_weights(raw).detach().float().cpu()
+    result = run.out / "lbs_weights.pth"
+    _atomic_save(weights, result)
+    reports = run.evaluate(weights)
+    _write_report(run, reports, board, config.steps)
+    board.close()
+    if config.publish:
+        PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save(weights, PUBLISHED)
+        print(f"published to {PUBLISHED}")
+    print(f"wrote {result}, {run.out / 'eval.json'}, TensorBoard logs in {run.out / 'board'}")
+    return result
+
+
+def _write_report(run: LBSRun, reports: dict[str, WeightReport], board: SummaryWriter | None, step: int) -> None:
+    config = run.config
+    table = {name: asdict(r) for name, r in reports.items()}
+    summary = {"held_out_poses": config.eval_poses, "eval_seed": config.eval_seed, "unit": "mm",
+               "vertices_hd": run.hd.v_template.shape[0], **table}
+    (run.out / "eval.json").write_text(json.dumps(summary, indent=2))
+    print(f"held-out poses: {config.eval_poses}; posed MANO-HD vs posed base mesh")
+    print(f"{'weights':10s} {'mean mm':>9s} {'p99 mm':>9s} {'flipped faces/pose':>19s}")
+    for name, r in reports.items():
+        print(f"{name:10s} {r.mean_mm:9.4f} {r.p99_mm:9.4f} {r.flipped_faces:19.1f}")
+        if board is not None:
+            board.add_scalar(f"eval/{name}_mean_mm", r.mean_mm, step)
+            board.add_scalar(f"eval/{name}_p99_mm", r.p99_mm, step)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="experiment YAML applied over configs/lbs/default.yaml")
+    parser.add_argument("--eval", action="store_true", help="only evaluate <out_root>/<name>/lbs_weights.pth")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value")
+    args = parser.parse_args(argv)
+    config = load_config(LBSConfig, [DEFAULTS] + ([args.config] if args.config else []), args.overrides)
+    if not args.eval:
+        start = time.perf_counter()
+        train(config)
+        print(f"done in {time.perf_counter() - start:.0f} s")
+        return
+    run = LBSRun(config)
+    weights = load_lbs_weights(run.out / "lbs_weights.pth", run.hd, levels=config.model.levels)
+    _write_report(run, run.evaluate(weights), None, config.steps)
+
+
+if __name__ == "__main__":
+    main()

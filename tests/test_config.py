@@ -1,0 +1,68 @@
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from smplx.config import ConfigError, load_config
+from smplx.manohd.train_lbs import DEFAULTS, LBSConfig
+
+
+@dataclass
+class Inner:
+    rate: float
+    kind: Literal["a", "b"]
+
+
+@dataclass
+class Outer:
+    name: str
+    steps: int
+    flag: bool
+    inner: Inner
+    maybe: int | None
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_files_load_into_their_dataclasses():
+    """The defaults YAML holds every key of the dataclasses (so the two cannot drift) and every experiment applies."""
+    config = load_config(LBSConfig, [DEFAULTS])
+    assert config.model.levels == 2 and config.loss.surface == 5.0 and config.steps == 3000
+    for experiment in sorted(DEFAULTS.parent.glob("*.yaml")):
+        load_config(LBSConfig, [DEFAULTS, experiment])
+
+
+def test_merge_order_and_overrides(tmp_path):
+    base = _write(tmp_path, "base.yaml", "name: x\nsteps: 1\nflag: false\ninner: {rate: 1, kind: a}\nmaybe: null\n")
+    exp = _write(tmp_path, "exp.yaml", "steps: 5\ninner: {kind: b}\n")
+    config = load_config(Outer, [base, exp], ["inner.rate=2.5e-3", "flag=true", "maybe=3"])
+    assert config == Outer("x", 5, True, Inner(0.0025, "b"), 3)
+    assert isinstance(load_config(Outer, [base]).inner.rate, float)  # an integer is accepted for a float
+
+
+@pytest.mark.parametrize("override, message", [
+    ("inner.rte=1", r"unknown config key inner.rte; did you mean inner.rate\?"),
+    ("inner.kind=c", r"inner.kind='c' is not one of \['a', 'b'\]"),
+    ("steps=1.5", r"steps must be an integer, got 1.5"),
+    ("flag=maybe", r"flag must be true or false"),
+    ("steps", r"must look like key.sub=value"),
+])
+def test_bad_values_are_named(tmp_path, override, message):
+    base = _write(tmp_path, "base.yaml", "name: x\nsteps: 1\nflag: false\ninner: {rate: 1, kind: a}\nmaybe: 2\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(Outer, [base], [override])
+
+
+def test_missing_keys_and_bad_files(tmp_path):
+    partial = _write(tmp_path, "partial.yaml", "name: x\nsteps: 1\nflag: false\ninner: {rate: 1}\nmaybe: 2\n")
+    with pytest.raises(ConfigError, match="config key inner.kind is missing"):
+        load_config(Outer, [partial])
+    broken = _write(tmp_path, "broken.yaml", "name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML"):
+        load_config(Outer, [broken])
+    with pytest.raises(FileNotFoundError, match="absent.yaml does not exist"):
+        load_config(Outer, [tmp_path / "absent.yaml"])
