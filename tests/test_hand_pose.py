@@ -64,3 +64,8 @@ def test_mixed_poses_stay_within_limits():
     mixed = mix_poses(keys, 300, np.random.default_rng(0), jitter_deg=10.0)
     assert np.all(mixed >= JOINT_LIMITS[..., 0]) and np.all(mixed <= JOINT_LIMITS[..., 1])
     assert mixed.std(0).max() > 10  # they do vary
+
+
+def test_pose_frames_need_a_palm(tube_data):
+    with pytest.raises(ValueError, match="collinear"):
+        joint_frames(tube_data.j_regressor @ tube_data.v_template)

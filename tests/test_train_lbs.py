@@ -108,9 +108,3 @@ def test_rotation_angles_of_uniform_rotations():
     assert abs(angles.mean().item() - (np.pi / 2 + 2 / np.pi)) < 4 * sigma  # 4 standard errors
     cdf_half = ((np.pi / 2 - 1) / np.pi)  # P(t < pi/2) = (pi/2 - sin(pi/2)) / pi
     assert abs((angles < np.pi / 2).double().mean().item() - cdf_half) < 4 * np.sqrt(cdf_half * (1 - cdf_half) / 4e4)
-
-
-def test_pose_frames_need_a_palm(tube_data):
-    from smplx.hand_pose import joint_frames
-    with pytest.raises(ValueError, match="collinear"):
-        joint_frames(tube_data.j_regressor @ tube_data.v_template)
