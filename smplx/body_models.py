@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from smplx.hand_pose import joint_frames
 from smplx.joint_names import (FINGER_LAST_JOINTS, MANO_FINGERTIP_VERTEX_IDS, MANO_NUM_VERTICES, NUM_HAND_POSE,
                                NUM_JOINTS, PARENTS)
 from smplx.lbs import lbs
@@ -151,6 +152,11 @@ class MANO(nn.Module):
     def output_faces(self) -> Tensor:
         """(F, 3) faces of the output vertices: sealed when seal=True."""
         return self.faces_sealed if self.seal else self.faces
+
+    def pose_frames(self) -> np.ndarray:
+        """(15, 3, 3) anatomical frames of the finger joints (smplx.hand_pose.joint_frames of the rest joints)."""
+        rest = (self.j_regressor @ self.v_template).detach().double().cpu().numpy()
+        return joint_frames(rest, is_rhand=self.is_rhand)
 
     def to_model_data(self) -> HandModelData:
         """The model arrays back as float64 numpy (shapedirs as used: truncated, left-hand fix applied)."""

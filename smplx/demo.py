@@ -17,7 +17,7 @@ import torch
 import trimesh
 
 import smplx
-from smplx.hand_pose import joint_frames, named_poses
+from smplx.hand_pose import named_poses
 from smplx.preview import render_sheet
 
 POSES = ("flat", "fist", "pinch", "point", "spread")
@@ -33,8 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     base = smplx.create(args.model, center_id=4, scale=10.0, seal=True, distal=True)
     model = smplx.subdivide(base, args.levels)
-    rest_joints = (base.j_regressor @ base.v_template).double().numpy()
-    hand_pose = torch.as_tensor(named_poses(POSES, joint_frames(rest_joints)), dtype=model.v_template.dtype)
+    hand_pose = torch.as_tensor(named_poses(POSES, base.pose_frames()), dtype=model.v_template.dtype)
     with torch.no_grad():
         vertices = model(hand_pose=hand_pose).vertices.numpy()
     faces = model.output_faces.numpy()

@@ -16,7 +16,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from smplx.body_models import MANO
-from smplx.hand_pose import joint_frames, prior_poses, sample_prior
+from smplx.hand_pose import prior_poses, sample_prior
 from smplx.mesh import face_normals
 from smplx.mesh_losses import (face_adjacency, laplacian_smoothing, mesh_to_points_sq, normal_consistency,
                                point_triangle_distance_sq, points_to_mesh_sq, uniform_laplacian)
@@ -98,9 +98,8 @@ class PoseSampler:
         if data.hands_coeffs is None or data.hands_components is None or data.hands_mean is None:
             raise ValueError("the hand model has no pose prior (hands_components, hands_mean, hands_coeffs); "
                              "the LBS-weight pretraining samples its poses from it")
-        frames = joint_frames(data.j_regressor @ data.v_template, is_rhand=base.is_rhand)
         prior = prior_poses(data.hands_mean, data.hands_coeffs, data.hands_components)
-        poses = sample_prior(prior, frames, pool, np.random.default_rng(seed))
+        poses = sample_prior(prior, base.pose_frames(), pool, np.random.default_rng(seed))
         self.pool = torch.as_tensor(poses, dtype=base.v_template.dtype)
         self.num_betas, self.shape_std, self.global_rotation, self.seed = (
             base.num_betas, shape_std, global_rotation, seed)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 import smplx
 from smplx.config import config_to_dict, load_config
-from smplx.hand_pose import joint_frames, named_poses
+from smplx.hand_pose import named_poses
 from smplx.manohd.skinning import (PoseSampler, SkinningObjective, WeightReport, evaluate_weights,
                                    load_lbs_weights, normalize_weights)
 
@@ -107,10 +107,8 @@ class LBSRun:
                                            sparsity_sharpness=config.loss.sparsity_sharpness)
         self.sampler = PoseSampler(self.base, pool=config.poses.pool, shape_std=config.poses.shape_std,
                                    global_rotation=config.poses.global_rotation, seed=config.seed)
-        rest = (self.base.j_regressor @ self.base.v_template).double().cpu().numpy()
-        self.snapshot_pose = torch.as_tensor(
-            named_poses(["fist"], joint_frames(rest, is_rhand=config.model.is_rhand)), dtype=torch.float32,
-            device=self.device)
+        self.snapshot_pose = torch.as_tensor(named_poses(["fist"], self.base.pose_frames()), dtype=torch.float32,
+                                             device=self.device)
 
     def held_out(self):
         """The evaluation poses: drawn like training poses, from a separate seed."""

@@ -16,7 +16,7 @@ import imageio.v3 as iio
 import torch
 
 from smplx.body_models import MANO
-from smplx.hand_pose import joint_frames, named_poses
+from smplx.hand_pose import named_poses
 from smplx.model_file import save_model_file
 from smplx.open_hand.build import OPEN_HAND_LICENSE, build_open_hand
 from smplx.preview import render_sheet
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path}: {data.num_vertices} vertices, {len(data.faces)} faces")
         if is_rhand and not args.no_picture:
             model = MANO(data, seal=True, dtype=torch.float64)
-            hand_pose = torch.from_numpy(named_poses(PICTURE_POSES, joint_frames(data.j_regressor @ data.v_template)))
+            hand_pose = torch.from_numpy(named_poses(PICTURE_POSES, model.pose_frames()))
             with torch.no_grad():
                 vertices = model(hand_pose=hand_pose).vertices.numpy()
             picture = args.out / "open_hand_poses.png"
