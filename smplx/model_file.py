@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smplx.fileio import atomic_write
 from smplx.joint_names import NUM_HAND_POSE, NUM_JOINTS, PARENTS
 
 __all__ = ["HandModelData", "load_model_file", "save_model_file", "MANO_DOWNLOAD_HINT"]
@@ -247,13 +248,7 @@ def save_model_file(data: HandModelData, path: str | Path, *, extra: dict | None
                 "hands_coeffs": data.hands_coeffs, "fingertip_vertex_ids": data.fingertip_vertex_ids}
     raw.update({k: v for k, v in optional.items() if v is not None})
     raw.update(extra or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        if path.suffix == ".npz":
-            np.savez(f, **raw)
-        else:
-            pickle.dump(raw, f, protocol=2)
-    tmp.replace(path)
-    return path
+    if path.suffix == ".npz":
+        return atomic_write(path, lambda f: np.savez(f, **raw))
+    return atomic_write(path, lambda f: pickle.dump(raw, f, protocol=2))
 

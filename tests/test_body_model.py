@@ -120,9 +120,13 @@ def test_official_left_file_gets_shapedirs_fix(tube_data, tube_data_left, tmp_pa
 
 def test_create_finds_files_and_explains_missing_ones(tube_data, tmp_path):
     save_model_file(tube_data, tmp_path / "mano" / "MANO_RIGHT.pkl")
-    assert smplx.create(tmp_path).v_template.shape == (tube_data.num_vertices, 3)
+    found = smplx.create(tmp_path)
+    assert found.v_template.shape == (tube_data.num_vertices, 3)
+    assert found.source == str(tmp_path / "mano" / "MANO_RIGHT.pkl")
     assert smplx.create(tmp_path / "mano" / "MANO_RIGHT.pkl").num_vertices == tube_data.num_vertices
-    assert smplx.create(tmp_path, is_rhand=False).v_template[:, 0].mean() < 0  # the mirrored open hand
+    fallback = smplx.create(tmp_path, is_rhand=False)
+    assert fallback.v_template[:, 0].mean() < 0  # the mirrored open hand
+    assert fallback.source == smplx.body_models.OPEN_HAND_SOURCE
     with pytest.raises(FileNotFoundError, match=r"no MANO_LEFT model found \(looked at .*MANO_LEFT\.pkl.*mano"):
         smplx.find_model_file(tmp_path, is_rhand=False)
     with pytest.raises(ValueError, match=r"model_type='smplh' is not one of \['mano'\]"):

@@ -48,7 +48,7 @@ def test_training_writes_outputs_and_resumes_exactly(model_dir, tmp_path):
     assert sorted(p.name for p in (run_dir / "vis").glob("*.obj")) == ["step_000002.obj", "step_000004.obj",
                                                                      "step_000006.obj"]
     assert list((run_dir / "board").iterdir())
-    assert not list(run_dir.glob("*.tmp"))
+    assert not list(run_dir.glob("*tmp*"))
 
 
 def test_resume_refuses_another_model(model_dir, tmp_path):

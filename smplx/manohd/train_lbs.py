@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 import smplx
 from smplx.config import config_to_dict, load_config
+from smplx.fileio import atomic_write
 from smplx.hand_pose import named_poses
 from smplx.manohd.skinning import (PoseSampler, SkinningObjective, WeightReport, evaluate_weights,
                                    load_lbs_weights, normalize_weights)
@@ -80,12 +80,6 @@ class LBSConfig:
     eval_seed: int  # seed of the held-out poses (different from seed)
     resume: bool  # continue from checkpoint.pt when the run folder has one
     publish: bool  # copy the result to smplx/out/pretrained_lbs_weights/lbs_weights.pth
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _device(choice: str) -> torch.device:
@@ -157,9 +151,9 @@ def train(config: LBSConfig) -> Path:
         print(f"resuming {checkpoint} at step {start}")
 
     def save_checkpoint(step: int) -> None:
-        _atomic_save({"raw_weights": raw.detach(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "step": step,
-                      "config": json.dumps(config_to_dict(config))}, checkpoint)
+        state = {"raw_weights": raw.detach(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "step": step, "config": json.dumps(config_to_dict(config))}
+        atomic_write(checkpoint, lambda f: torch.save(state, f))
 
     board = SummaryWriter(str(run.out / "board"))
     w = config.loss
@@ -195,13 +189,13 @@ def train(config: LBSConfig) -> Path:
 
     weights = normalize_weights(raw).detach().float().cpu()
     result = run.out / "lbs_weights.pth"
-    _atomic_save(weights, result)
+    atomic_write(result, lambda f: torch.save(weights, f))
     reports = run.evaluate(weights)
     _write_report(run, reports, board, config.steps)
     board.close()
     if config.publish:
         PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save(weights, PUBLISHED)
+        atomic_write(PUBLISHED, lambda f: torch.save(weights, f))
         print(f"published to {PUBLISHED}")
     print(f"wrote {result}, {run.out / 'eval.json'}, TensorBoard logs in {run.out / 'board'}")
     return result
