@@ -26,10 +26,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 __all__ = ["DATA_FOLDER", "IMAGE_TREE", "MASK_TREE", "ANNOTATION_KINDS", "HAND_TYPES", "INTERHAND_JOINT_NAMES",
            "MANO_TO_INTERHAND", "INTERHAND_TO_MANO", "hand_joints", "image_file_name", "annotation_path",
-           "tree_path", "camera_matrix", "world_to_camera", "project"]
+           "tree_path", "camera_matrix", "world_to_camera", "project", "FrameFileError", "read_rgb"]
 
 DATA_FOLDER = "InterHand2.6M_5fps_batch1"
 IMAGE_TREE = "images"
@@ -103,3 +104,28 @@ def project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
     """(..., 2) pixel coordinates (integers at pixel centres, OpenCV convention) of (..., 3) camera-frame points."""
     uvw = np.asarray(points_cam, dtype=float) @ np.asarray(K, dtype=float).T
     return uvw[..., :2] / uvw[..., 2:3]
+
+
+class FrameFileError(Exception):
+    """An image or mask of a frame is missing or cannot be decoded; `reason` says which, for per-reason counts."""
+
+    def __init__(self, reason: str, path: Path, detail: str = ""):
+        super().__init__(f"{reason}: {path}" + (f" ({detail})" if detail else ""))
+        self.reason, self.path = reason, path
+
+
+def read_rgb(path: str | Path, *, what: str = "image") -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file.
+
+    Raises:
+        FrameFileError: reason 'missing <what>' or 'unreadable <what>' (e.g. a truncated JPEG).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FrameFileError(f"missing {what}", path)
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes fully: a truncated file raises here instead of giving grey rows
+            return np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise FrameFileError(f"unreadable {what}", path, str(error)) from error

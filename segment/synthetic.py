@@ -30,6 +30,7 @@ from tqdm import tqdm
 import smplx
 from smplx.fileio import atomic_write
 from smplx.hand_pose import build_pose_prior, prior_poses
+from segment.annotations import BORDER_PX
 from segment.interhand import (DATA_FOLDER, HAND_TYPES, IMAGE_TREE, MANO_TO_INTERHAND, MASK_TREE, annotation_path,
                                camera_matrix, hand_joints, image_file_name, project, tree_path, world_to_camera)
 from segment.motion import make_motion
@@ -44,7 +45,6 @@ GROUND_TRUTH_TREES = ("albedo", "shading", "depth")  # plus "specular" when the 
 DEPTH_UNIT_MM = 0.1  # depth PNGs: uint16, camera z in units of 0.1 mm, 0 = background
 FIRST_FRAME = 10000  # frame_idx of the first training frame; InterHand's 5 fps frames are 6 apart
 FRAME_STEP = 6
-BORDER_PX = 10  # the hand must stay this far inside the image (InterHand2.6M's own frame filter)
 
 
 class SyntheticCaptureError(Exception):
@@ -55,7 +55,7 @@ class SyntheticCaptureError(Exception):
 class CaptureSettings:
     """Everything that decides the bytes of a capture."""
 
-    model: str = "mano"  # MANO-format file, or folder with MANO_RIGHT/LEFT.pkl (else the built-in open hand)
+    model: str = "mano"  # MANO-format file, folder with MANO_RIGHT/LEFT.pkl (else the open hand), or "open_hand"
     hand: str = "right"
     train_frames: int = 300
     eval_frames: int = 60

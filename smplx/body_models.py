@@ -19,10 +19,10 @@ from smplx.model_file import MANO_DOWNLOAD_HINT, HandModelData, load_model_file
 from smplx.open_hand import build_open_hand
 from smplx.topology import boundary_loops, seal_fan
 
-__all__ = ["MANO", "MANOOutput", "create", "find_model_file", "OPEN_HAND_SOURCE"]
+__all__ = ["MANO", "MANOOutput", "create", "find_model_file", "OPEN_HAND"]
 
 MODEL_TYPES = ("mano",)
-OPEN_HAND_SOURCE = "built-in open hand"
+OPEN_HAND = "open_hand"  # model_path that asks create() for the built-in open hand
 _log = logging.getLogger(__name__)
 
 
@@ -87,7 +87,7 @@ class MANO(nn.Module):
         if center_id is not None and not 0 <= center_id < NUM_JOINTS:
             raise ValueError(f"center_id={center_id} must be a joint index in 0..{NUM_JOINTS - 1} (4: middle1)")
         self.is_rhand, self.use_pca, self.seal, self.distal = is_rhand, use_pca, seal, distal
-        self.source = "arrays"  # where the model came from: a file path, or "built-in open hand" (set by create())
+        self.source = "arrays"  # where the model came from (set by create()): a file path, or OPEN_HAND
         self.center_id, self.scale = center_id, scale
         self.parents = PARENTS
 
@@ -264,10 +264,22 @@ def create(model_path: str | Path, model_type: str = "mano", *, is_rhand: bool =
     """Load a MANO hand layer from a model file or folder (see `find_model_file` and `MANO` for the options).
 
     A folder without MANO_RIGHT / MANO_LEFT gives the built-in open hand (smplx.open_hand) and logs a one-line
-    warning that says so; a named file that does not exist raises FileNotFoundError.
+    warning that says so; model_path="open_hand" (OPEN_HAND) asks for it without a warning; a named file that does
+    not exist raises FileNotFoundError. The layer's `source` says which model was loaded (a path, or OPEN_HAND).
     """
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type={model_type!r} is not one of {list(MODEL_TYPES)}")
+    if str(model_path) == OPEN_HAND:
+        data, source = build_open_hand(is_rhand), OPEN_HAND
+    else:
+        data, source = _load_or_open_hand(model_path, is_rhand)
+    layer = MANO(data, is_rhand=is_rhand, use_pca=use_pca, num_pca_comps=num_pca_comps, flat_hand_mean=flat_hand_mean,
+                 num_betas=num_betas, center_id=center_id, scale=scale, seal=seal, distal=distal, dtype=dtype)
+    layer.source = source
+    return layer
+
+
+def _load_or_open_hand(model_path: str | Path, is_rhand: bool) -> tuple[HandModelData, str]:
     try:
         path = find_model_file(model_path, is_rhand=is_rhand)
         data, source = load_model_file(path), str(path)
@@ -277,9 +289,6 @@ def create(model_path: str | Path, model_type: str = "mano", *, is_rhand: bool =
         side = "RIGHT" if is_rhand else "LEFT"
         _log.warning("no MANO_%s.pkl in %s: using the built-in open hand (CC0). For the paper's model: %s", side,
                      model_path, MANO_DOWNLOAD_HINT)
-        data, source = build_open_hand(is_rhand), OPEN_HAND_SOURCE
-    layer = MANO(data, is_rhand=is_rhand, use_pca=use_pca, num_pca_comps=num_pca_comps, flat_hand_mean=flat_hand_mean,
-                 num_betas=num_betas, center_id=center_id, scale=scale, seal=seal, distal=distal, dtype=dtype)
-    layer.source = source
-    return layer
+        data, source = build_open_hand(is_rhand), OPEN_HAND
+    return data, source
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.hand_fixtures import make_tube_model, mirror_model
+from tests.hand_fixtures import SMALL_CAPTURE, make_tube_model, mirror_model
 
 
 @pytest.fixture(scope="session")
@@ -12,3 +12,13 @@ def tube_data():
 @pytest.fixture(scope="session")
 def tube_data_left(tube_data):
     return mirror_model(tube_data)
+
+
+@pytest.fixture(scope="session")
+def synthetic_capture(tmp_path_factory):
+    """A small synthetic InterHand2.6M-layout capture (SMALL_CAPTURE: 5 + 2 frames, 2 cameras). Read-only: copy it
+    before changing anything."""
+    from segment.synthetic import make_capture
+    out = tmp_path_factory.mktemp("synthetic")
+    make_capture(SMALL_CAPTURE, out, workers=1, progress=False)
+    return out

@@ -96,3 +96,12 @@ def mirror_model(data: HandModelData) -> HandModelData:
 def mirror_pose(axis_angle: np.ndarray) -> np.ndarray:
     """Axis-angle (..., 3k) of the mirrored rotation: M R(v) M = R(det(M) M v) = R((vx, -vy, -vz))."""
     return (axis_angle.reshape(*axis_angle.shape[:-1], -1, 3) * -MIRROR).reshape(axis_angle.shape)
+
+
+def _small_capture():
+    from segment.synthetic import CaptureSettings
+    return CaptureSettings(model="open_hand", train_frames=5, eval_frames=2, cameras=2, seed=3)
+
+
+SMALL_CAPTURE = _small_capture()
+"""Settings of the tests' synthetic capture (conftest's `synthetic_capture`): 7 frames x 2 cameras, open hand."""

@@ -126,7 +126,8 @@ def test_create_finds_files_and_explains_missing_ones(tube_data, tmp_path):
     assert smplx.create(tmp_path / "mano" / "MANO_RIGHT.pkl").num_vertices == tube_data.num_vertices
     fallback = smplx.create(tmp_path, is_rhand=False)
     assert fallback.v_template[:, 0].mean() < 0  # the mirrored open hand
-    assert fallback.source == smplx.body_models.OPEN_HAND_SOURCE
+    assert fallback.source == smplx.body_models.OPEN_HAND == "open_hand"
+    assert torch.equal(smplx.create("open_hand", is_rhand=False).v_template, fallback.v_template)
     with pytest.raises(FileNotFoundError, match=r"no MANO_LEFT model found \(looked at .*MANO_LEFT\.pkl.*mano"):
         smplx.find_model_file(tmp_path, is_rhand=False)
     with pytest.raises(ValueError, match=r"model_type='smplh' is not one of \['mano'\]"):

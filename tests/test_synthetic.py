@@ -4,6 +4,7 @@ determinism, resume and clear errors."""
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -17,15 +18,14 @@ from segment.interhand import (INTERHAND_JOINT_NAMES, INTERHAND_TO_MANO, MANO_TO
                                tree_path)
 from segment.synthetic import CaptureSettings, SyntheticCaptureError, main, make_capture
 from smplx.joint_names import FINGERTIP_NAMES, JOINT_NAMES
+from tests.hand_fixtures import SMALL_CAPTURE
 
-SMALL = CaptureSettings(train_frames=4, eval_frames=2, cameras=2, seed=3)
+SMALL = SMALL_CAPTURE
 
 
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
-    make_capture(SMALL, out, workers=1, progress=False)
-    return out
+def capture(synthetic_capture):
+    return synthetic_capture
 
 
 def _load(root, split="test"):
@@ -52,7 +52,7 @@ def test_annotation_files_follow_the_interhand_schema(capture):
     """Field names, types and nesting as in InterHand2.6M's own files (checked against a real excerpt's layout)."""
     ann = _load(capture)
     data = ann["data"]
-    assert set(data) == {"images", "annotations"} and len(data["images"]) == 6 * 2
+    assert set(data) == {"images", "annotations"} and len(data["images"]) == 7 * 2
     image_types = {"id": int, "file_name": str, "width": int, "height": int, "capture": int, "subject": int,
                    "seq_name": str, "camera": str, "frame_idx": int}
     annotation_types = {"id": int, "image_id": int, "bbox": list, "joint_valid": list, "hand_type": str,
@@ -93,7 +93,7 @@ def _posed_from_annotations(ann, frame_idx, hand="right"):
     """World vertices and joints (mm) of a frame, from the NeuralAnnot entry the way InterHand's own tools do it:
     a MANO layer that adds the model's mean pose, the translation added in metres, then x 1000."""
     params = ann["MANO_NeuralAnnot"]["0"][str(frame_idx)][hand]
-    layer = smplx.create("mano", is_rhand=hand == "right", flat_hand_mean=False, seal=True, distal=True,
+    layer = smplx.create("open_hand", is_rhand=hand == "right", flat_hand_mean=False, seal=True, distal=True,
                          dtype=torch.float64)
     pose = torch.tensor([params["pose"]], dtype=torch.float64)
     out = layer(betas=torch.tensor([params["shape"]], dtype=torch.float64), global_orient=pose[:, :3],
@@ -165,7 +165,7 @@ def test_cast_shadows_darken_the_same_surface_point(capture, tmp_path):
     """The first training frame rendered again without shadow rays: its shadowed pixels become brighter, the rest do
     not change."""
     lit = tmp_path / "lit"
-    make_capture(CaptureSettings(train_frames=1, eval_frames=0, cameras=2, seed=3, shadows=False), lit,
+    make_capture(replace(SMALL, train_frames=1, eval_frames=0, shadows=False), lit,
                  workers=1, progress=False)
     first = _load(lit)["MANO_NeuralAnnot"]["0"]
     assert first == {k: v for k, v in _load(capture)["MANO_NeuralAnnot"]["0"].items() if k in first}  # same start
@@ -187,14 +187,14 @@ def test_same_seed_same_bytes_and_resume(capture, tmp_path):
     (tree_path(again, "images", "test", _load(again)["data"]["images"][3]["file_name"])).unlink()
     annotation_path(again, "test", "data").unlink()
     summary = make_capture(SMALL, again, workers=1, progress=False)
-    assert (summary["rendered"], summary["skipped"]) == (1, 11)
+    assert (summary["rendered"], summary["skipped"]) == (1, 13)
     assert _hashes(again) == _hashes(capture)
 
 
 def test_other_settings_need_overwrite(capture, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(capture, out)
-    other = CaptureSettings(train_frames=2, eval_frames=0, cameras=1, seed=4)
+    other = replace(SMALL, train_frames=2, eval_frames=0, cameras=1, seed=4)
     with pytest.raises(SyntheticCaptureError, match=r"other settings \(cameras, eval_frames, seed, train_frames\)"):
         make_capture(other, out, workers=1, progress=False)
     make_capture(other, out, workers=1, progress=False, overwrite=True)
@@ -203,7 +203,7 @@ def test_other_settings_need_overwrite(capture, tmp_path):
 
 
 def test_left_hand(tmp_path):
-    settings = CaptureSettings(hand="left", train_frames=1, eval_frames=0, cameras=1, seed=5)
+    settings = replace(SMALL, hand="left", train_frames=1, eval_frames=0, cameras=1, seed=5)
     make_capture(settings, tmp_path, workers=1, progress=False)
     ann = _load(tmp_path)
     image = ann["data"]["images"][0]
@@ -219,10 +219,10 @@ def test_left_hand(tmp_path):
 
 @pytest.mark.parametrize("settings, out, message", [
     (CaptureSettings(model="no/such/MANO_RIGHT.pkl"), "ok", r"cannot load the hand model .*MANO_RIGHT\.pkl"),
-    (CaptureSettings(distance=300.0), "ok", r"the hand leaves the 334x512 image of camera 400262 in frame 10000"),
-    (CaptureSettings(distance=5.0), "ok", r"the hand is behind camera 400262 in frame 10000"),
-    (CaptureSettings(skin="green"), "ok", r"--skin 'green' is not one of"),
-    (CaptureSettings(train_frames=2, eval_frames=0), "file/sub", r"cannot write to the output folder .*file/sub"),
+    (replace(SMALL, distance=300.0), "ok", r"the hand leaves the 334x512 image of camera 400262 in frame 10000"),
+    (replace(SMALL, distance=5.0), "ok", r"the hand is behind camera 400262 in frame 10000"),
+    (replace(SMALL, skin="green"), "ok", r"--skin 'green' is not one of"),
+    (replace(SMALL, train_frames=2, eval_frames=0), "file/sub", r"cannot write to the output folder .*file/sub"),
 ])
 def test_bad_input_fails_before_rendering(tmp_path, settings, out, message):
     (tmp_path / "file").write_text("not a folder")
