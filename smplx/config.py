@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-__all__ = ["load_config", "config_to_dict", "ConfigError"]
+__all__ = ["load_config", "config_to_dict", "ConfigError", "resolve_device", "parse_config_command"]
 
 
 class ConfigError(ValueError):
@@ -87,6 +87,11 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if kind is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
@@ -137,3 +142,25 @@ def load_config(cls: type, files: list[str | Path], overrides: list[str] = ()):
 def config_to_dict(config) -> dict:
     """The config as plain data (for saving next to outputs with yaml.safe_dump)."""
     return dataclasses.asdict(config)
+
+
+def resolve_device(choice: str):
+    """The torch device of a `device: auto | cpu | cuda` setting (auto: CUDA when present)."""
+    import torch
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
+    return torch.device("cuda" if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def parse_config_command(cls: type, defaults: Path, argv: list[str] | None, *, description: str, eval_help: str):
+    """The command line of a config-driven command: `--config FILE` applied over `defaults`, `--eval`, then
+    `key.sub=value` overrides. Returns (config, whether --eval was given)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help=f"experiment YAML applied over {defaults}")
+    parser.add_argument("--eval", action="store_true", help=eval_help)
+    parser.add_argument("overrides", nargs="*", help="key.sub=value")
+    args = parser.parse_args(argv)
+    return load_config(cls, [defaults] + ([args.config] if args.config else []), args.overrides), args.eval

@@ -28,7 +28,7 @@ def render_preview(vertices: np.ndarray, faces: np.ndarray, *, view: str = "fron
         view: a key of VIEWS.
         size: output width and height in pixels; the mesh is fitted into the frame with a margin.
         supersample: rays per pixel along each axis (anti-aliasing).
-        color: (3,) surface colour in [0, 1].
+        color: (3,) surface colour in [0, 1], or (V, 3) one per vertex (interpolated).
 
     Returns:
         (size, size, 3) uint8 image.
@@ -55,6 +55,9 @@ def render_preview(vertices: np.ndarray, faces: np.ndarray, *, view: str = "fron
         normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
         light = -forward + 0.5 * up + 0.3 * right
         diffuse = np.clip(normals @ (light / np.linalg.norm(light)), 0, 1)
+        color = np.asarray(color, dtype=float)
+        if color.ndim == 2:
+            color = np.einsum("nk,nkc->nc", bary, color[faces[face_ids]])
         image[ray_ids] = color * (0.25 + 0.75 * diffuse[:, None])
     image = image.reshape(size, supersample, size, supersample, 3).mean((1, 3))
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -4,6 +4,7 @@ from typing import Literal
 import pytest
 
 from smplx.config import ConfigError, load_config
+from pairof.train import DEFAULTS as PAIROF_DEFAULTS, PairOFTrainConfig
 from smplx.manohd.train_lbs import DEFAULTS, LBSConfig
 
 
@@ -34,6 +35,10 @@ def test_defaults_files_load_into_their_dataclasses():
     assert config.model.levels == 2 and config.loss.surface == 5.0 and config.steps == 3000
     for experiment in sorted(DEFAULTS.parent.glob("*.yaml")):
         load_config(LBSConfig, [DEFAULTS, experiment])
+    pairof = load_config(PairOFTrainConfig, [PAIROF_DEFAULTS])
+    assert pairof.field.anchors == 4096 and pairof.field.box_padding == 2.0 and pairof.loss == "mse"
+    for experiment in sorted(PAIROF_DEFAULTS.parent.glob("*.yaml")):
+        load_config(PairOFTrainConfig, [PAIROF_DEFAULTS, experiment])
 
 
 def test_merge_order_and_overrides(tmp_path):
@@ -41,6 +46,7 @@ def test_merge_order_and_overrides(tmp_path):
     exp = _write(tmp_path, "exp.yaml", "steps: 5\ninner: {kind: b}\n")
     config = load_config(Outer, [base, exp], ["inner.rate=2.5e-3", "flag=true", "maybe=3"])
     assert config == Outer("x", 5, True, Inner(0.0025, "b"), 3)
+    assert load_config(Outer, [base], ["inner.rate=3e-3"]).inner.rate == 0.003  # YAML 1.1 reads 3e-3 as a string
     assert isinstance(load_config(Outer, [base]).inner.rate, float)  # an integer is accepted for a float
 
 
@@ -48,6 +54,7 @@ def test_merge_order_and_overrides(tmp_path):
     ("inner.rte=1", r"unknown config key inner.rte; did you mean inner.rate\?"),
     ("inner.kind=c", r"inner.kind='c' is not one of \['a', 'b'\]"),
     ("steps=1.5", r"steps must be an integer, got 1.5"),
+    ("inner.rate=fast", r"inner.rate must be a number, got 'fast'"),
     ("flag=maybe", r"flag must be true or false"),
     ("steps", r"must look like key.sub=value"),
 ])

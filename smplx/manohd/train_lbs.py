@@ -11,7 +11,6 @@ it also copies the weights to smplx/out/pretrained_lbs_weights/lbs_weights.pth, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -25,8 +24,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import smplx
-from smplx.config import config_to_dict, load_config
+from smplx.config import config_to_dict, parse_config_command, resolve_device
 from smplx.fileio import atomic_write
+from smplx.training import optimisation_step
 from smplx.hand_pose import named_poses
 from smplx.manohd.skinning import (PoseSampler, SkinningObjective, WeightReport, evaluate_weights,
                                    load_lbs_weights, normalize_weights)
@@ -82,18 +82,12 @@ class LBSConfig:
     publish: bool  # copy the result to smplx/out/pretrained_lbs_weights/lbs_weights.pth
 
 
-def _device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
-    return torch.device("cuda" if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()) else "cpu")
-
-
 class LBSRun:
     """The models, objective and outputs of one run."""
 
     def __init__(self, config: LBSConfig):
         self.config = config
-        self.device = _device(config.device)
+        self.device = resolve_device(config.device)
         self.out = Path(config.out_root) / config.name
         self.base = smplx.create(config.model.path, is_rhand=config.model.is_rhand, scale=10.0).to(self.device)
         self.hd = smplx.subdivide(self.base, config.model.levels)
@@ -167,13 +161,7 @@ def train(config: LBSConfig) -> Path:
         terms = run.objective(hd_vertices, base_vertices, weights)
         loss = (w.laplacian * terms.laplacian + w.surface * terms.surface + w.normal * terms.normal
                 + w.sparsity * terms.sparsity)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {step}; lower lr (now "
-                                     f"{scheduler.get_last_lr()[0]:.2e}) and resume from {checkpoint}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        optimisation_step(loss, optimizer, scheduler, step=step, checkpoint=checkpoint)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             for name, value in vars(terms).items():
@@ -217,13 +205,9 @@ def _write_report(run: LBSRun, reports: dict[str, WeightReport], board: SummaryW
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, help="experiment YAML applied over configs/lbs/default.yaml")
-    parser.add_argument("--eval", action="store_true", help="only evaluate <out_root>/<name>/lbs_weights.pth")
-    parser.add_argument("overrides", nargs="*", help="key.sub=value")
-    args = parser.parse_args(argv)
-    config = load_config(LBSConfig, [DEFAULTS] + ([args.config] if args.config else []), args.overrides)
-    if not args.eval:
+    config, eval_only = parse_config_command(LBSConfig, DEFAULTS, argv, description=__doc__,
+                                             eval_help="only evaluate <out_root>/<name>/lbs_weights.pth")
+    if not eval_only:
         start = time.perf_counter()
         train(config)
         print(f"done in {time.perf_counter() - start:.0f} s")

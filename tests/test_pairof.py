@@ -1,0 +1,191 @@
+"""PairOF: partition, boxes, pooling, sparse vs dense evaluation, the inside test, gradients, checkpoints and the
+pretraining command, against slow references and hand-computed cases."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+import smplx
+from smplx.hand_pose import named_poses
+from pairof.inside import generalized_winding_numbers, winding_numbers
+from pairof.model import PairOF, masked_softmax_pool
+from pairof.networks import ResnetBlockFC
+from pairof.partition import PAIRS, partition_mesh
+from pairof.checkpoint import load_pairof
+from pairof.train import main as train_main
+
+OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
+
+
+@pytest.fixture(scope="module")
+def hand():
+    """The open hand at MANO-HD level 1 (float64), a field with random weights, and two posed hands."""
+    torch.manual_seed(0)
+    base = smplx.create("open_hand", dtype=torch.float64, **OPTIONS)
+    hd = smplx.subdivide(base, 1)
+    field = PairOF.from_layer(hd, part_samples=64, anchors=512).double()
+    with torch.no_grad():
+        for p in field.parameters():
+            p.normal_(0, 0.1)
+    hand_pose = torch.as_tensor(named_poses(["fist", "spread"], base.pose_frames()))
+    orient = torch.tensor([[0.3, -0.2, 0.5], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    posed = hd(global_orient=orient, hand_pose=hand_pose)
+    return base, hd, field, posed
+
+
+def _points(posed, count=3000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    low, high = posed.vertices.min(1).values, posed.vertices.max(1).values
+    return low[:, None] + (high - low)[:, None] * (torch.rand(len(low), count, 3, generator=g,
+                                                              dtype=low.dtype) * 1.2 - 0.1)
+
+
+def test_partition_covers_every_face_once(hand):
+    _, hd, _, _ = hand
+    part = partition_mesh(hd.v_template.numpy(), hd.faces.numpy(), hd.lbs_weights.numpy())
+    tight = np.concatenate(part.tight_faces)
+    assert np.array_equal(np.sort(tight), np.arange(len(hd.faces)))
+    labels = hd.lbs_weights.numpy().argmax(1)
+    for f, face in enumerate(hd.faces.numpy()[:2000]):  # slow reference: majority, three-way tie to the smallest
+        values, counts = np.unique(labels[face], return_counts=True)
+        expected = values[counts.argmax()] if counts.max() > 1 else values.min()
+        assert part.face_part[f] == expected
+    for k in range(16):
+        assert set(part.tight_faces[k]) <= set(part.extended_faces[k])
+        family = {k, dict(PAIRS).get(k, k)} | {c for p, c in PAIRS if p == k} | {p for p, c in PAIRS if c == k}
+        assert set(part.face_part[part.extended_faces[k]]) <= family
+
+
+def test_boxes_match_a_slow_reference(hand):
+    _, hd, field, posed = hand
+    enc = field.encode(posed.vertices, posed.joints, posed.full_pose)
+    points = _points(posed, 500)
+    _, inside = field.part_boxes(points, enc)
+    pose = posed.full_pose.reshape(2, 16, 3).numpy()
+    selector = field.tight_selector.numpy()
+    for b in range(2):
+        for k in range(16):
+            chain, j = [], k
+            while j >= 0:
+                chain.append(j)
+                j = hd.parents[j]
+            rot = np.eye(3)
+            for j in reversed(chain):  # global rotation first
+                rot = rot @ Rotation.from_rotvec(pose[b, j]).as_matrix()
+            local = (posed.vertices[b, selector[k]].numpy() - posed.joints[b, k].numpy()) @ rot
+            low, high = local.min(0), local.max(0)
+            centre, half = (low + high) / 2, (high - low)  # padding 2: half size = extent
+            p = (points[b].numpy() - posed.joints[b, k].numpy()) @ rot
+            expected = np.all(np.abs(p - centre) < half, axis=1)
+            assert np.array_equal(inside[b, k].numpy(), expected)
+
+
+def test_masked_softmax_pool_by_hand():
+    sigma = 0.05
+    v = torch.tensor([[0.2, 0.9, 0.0], [0.0, 0.0, 0.0], [0.6, 0.6, 0.3]], dtype=torch.float64)
+    e = np.exp(v.numpy() / sigma) * (v.numpy() > 0)
+    expected = (v.numpy() * e).sum(1) / (e.sum(1) + 1e-5)
+    np.testing.assert_allclose(masked_softmax_pool(v, sigma).numpy(), expected, rtol=1e-10)
+    assert masked_softmax_pool(v, sigma)[1] == 0  # nothing positive
+    mask = torch.tensor([True, False, True])
+    np.testing.assert_allclose(masked_softmax_pool(v[:1], sigma, mask=mask).numpy(), [0.2], rtol=1e-6)
+
+
+def test_pooled_block_equals_the_concatenation():
+    torch.manual_seed(1)
+    block = ResnetBlockFC(128, 64).double()
+    torch.nn.init.normal_(block.fc_1.weight)
+    x = torch.randn(7, 2, 64, dtype=torch.float64)
+    pooled = x.max(1, keepdim=True).values
+    expected = block(torch.cat([x, pooled.expand_as(x)], -1))
+    torch.testing.assert_close(block.forward_pooled(x, pooled), expected)
+
+
+def test_sparse_evaluation_equals_dense_and_chunks(hand):
+    _, _, field, posed = hand
+    enc = field.encode(posed.vertices, posed.joints, posed.full_pose)
+    points = _points(posed)
+    with torch.no_grad():
+        sparse = field.query(points, enc, intermediate=True, soft=True)
+        dense = field.query(points, enc, intermediate=True, soft=True, dense=True)
+        chunked = field.query(points, enc, intermediate=True, soft=True, chunk=257)
+    for out in (dense, chunked):
+        for name in ("occupancy", "part_occupancy", "soft_part_occupancy", "soft_occupancy"):
+            torch.testing.assert_close(getattr(out, name), getattr(sparse, name), rtol=0, atol=1e-12)
+        assert torch.equal(out.outside, sparse.outside)
+    assert 0.1 < sparse.outside.float().mean() < 0.9 and sparse.occupancy.max() > 0
+    assert torch.all(sparse.occupancy[sparse.outside] == 0)
+    assert torch.all(sparse.part_occupancy.amax(1) >= sparse.occupancy - 1e-12)  # a smooth max of the parts
+
+
+def test_nearest_anchors_match_brute_force(hand):
+    _, _, field, posed = hand
+    enc = field.encode(posed.vertices, posed.joints, posed.full_pose)
+    points = _points(posed, 300)
+    dists, ids = field.nearest_anchors(points, enc, chunk=64)
+    full = torch.cdist(points, enc.anchors)
+    expected = full.topk(4, largest=False)
+    torch.testing.assert_close(dists, expected.values.clamp_min(1e-4))
+    assert torch.equal(torch.sort(ids, -1).values, torch.sort(expected.indices, -1).values)
+
+
+def test_same_pose_same_field_and_gradients_reach_the_vertices(hand):
+    _, hd, field, posed = hand
+    points = _points(posed, 800)
+    vertices = posed.vertices.clone().requires_grad_(True)
+    a = field.query(points, field.encode(vertices, posed.joints, posed.full_pose)).occupancy
+    b = field.query(points, field.encode(posed.vertices, posed.joints, posed.full_pose)).occupancy
+    assert torch.equal(a.detach(), b)
+    a.sum().backward()
+    assert torch.isfinite(vertices.grad).all() and vertices.grad.abs().sum() > 0
+    other = PairOF.from_layer(hd, part_samples=64, anchors=512).double()
+    assert torch.equal(other.part_sample_bary, field.part_sample_bary)  # fixed by the seed
+
+
+def test_bfloat16_stays_within_1e2_of_float32(hand):
+    _, _, field, posed = hand
+    f32 = PairOF.from_layer(smplx.subdivide(smplx.create("open_hand", **OPTIONS), 1), part_samples=64, anchors=512)
+    f32.load_state_dict({k: v.float() for k, v in field.state_dict().items()})
+    vertices, joints, pose = posed.vertices.float(), posed.joints.float(), posed.full_pose.float()
+    points = _points(posed, 2000).float()
+    with torch.no_grad():
+        enc = f32.encode(vertices, joints, pose)
+        full = f32.query(points, enc).occupancy
+        f32.precision = "bfloat16"
+        low = f32.query(points, f32.encode(vertices, joints, pose)).occupancy
+    assert (full - low).abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_inside_test_agrees_with_the_generalized_winding_number(hand, index):
+    base, _, _, _ = hand
+    posed = base(hand_pose=torch.as_tensor(named_poses(["fist", "flat"], base.pose_frames()))[index:index + 1])
+    v, f = posed.vertices[0], base.output_faces
+    points = _points(posed, 1500, seed=index)[0]
+    ours = winding_numbers(points.numpy(), v.numpy(), f.numpy())
+    reference = generalized_winding_numbers(points, v, f).numpy()
+    assert np.abs(reference - np.round(reference)).max() < 1e-6  # a closed mesh: integer winding numbers
+    assert np.array_equal(ours, np.round(reference).astype(int)) and (ours >= 1).mean() > 0.1
+
+
+def test_pretraining_command_checkpoint_and_resume(tmp_path, capsys):
+    common = [f"out_root={tmp_path}", "name=tiny", "model.path=open_hand", "model.levels=1", "model.lbs_weights=",
+              "field.part_samples=32", "field.anchors=256", "batch=1", "points.per_part=16", "eval_poses=1",
+              "eval_points=512", "mesh_resolution=24", "publish=false", "checkpoint_every=2", "precision=float32"]
+    train_main(common + ["steps=2"])
+    out = tmp_path / "tiny"
+    assert {"pairof.ckpt", "checkpoint.pt", "eval.json", "fist.obj", "fist.ply", "config.yaml"} <= {
+        p.name for p in out.iterdir()}
+    train_main(common + ["steps=3"])
+    assert "resuming" in capsys.readouterr().out
+    hd = smplx.subdivide(smplx.create("open_hand", **OPTIONS), 1)
+    field = load_pairof(out / "pairof.ckpt", hd)
+    saved = torch.load(out / "pairof.ckpt", weights_only=True)
+    assert saved["steps"] == 3 and set(saved["state_dict"]) == set(field.state_dict())
+    with torch.no_grad():
+        hd.lbs_weights.copy_(torch.roll(hd.lbs_weights, 1, dims=1))
+    with pytest.raises(ValueError, match="other skinning weights"):
+        load_pairof(out / "pairof.ckpt", hd)
+    with pytest.raises(FileNotFoundError, match="train_pairof.sh"):
+        load_pairof(out / "missing.ckpt", hd)
