@@ -94,6 +94,7 @@ class PairOFTrainConfig:
     eval_poses: int  # held-out poses of the evaluation
     eval_seed: int  # their seed
     eval_points: int  # points per held-out pose and kind (box-uniform, near-surface)
+    eval_surface_std: float  # dm: jitter of the near-surface evaluation points (fixed, so runs compare)
     mesh_resolution: int  # marching-cubes grid of the fist mesh
     resume: bool  # continue from checkpoint.pt when the run folder has one
     publish: bool  # copy pairof.ckpt to pairof/out/pretrained_pairof/pairof.ckpt
@@ -184,7 +185,7 @@ def evaluate(run: PairOFRun) -> dict:
             per_part = max(config.eval_points // 16, 1)
             kinds = {"box": box_points(encoding, per_part, g),
                      "surface": surface_points(posed.vertices, run.faces, config.eval_points,
-                                               config.points.surface_std, g)}
+                                               config.eval_surface_std, g)}
             for kind, points in kinds.items():
                 truth = labels(points, posed.vertices, run.faces) > 0.5
                 pred = run.field.query(points, encoding).occupancy > 0.5
