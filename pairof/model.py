@@ -110,12 +110,14 @@ class PairOF(nn.Module):
         sigma: masked softmax pooling temperature; soft_beta: slope of the soft occupancies.
         seed: draws the fixed surface samples.
         centre: (3,) rest-pose point the canonical anchors are stored relative to (from_layer: joint 4, as §3.2).
+        input_scale: bone-frame coordinates are multiplied by this before the networks see them (1: the published
+            decimetres; 10: centimetres, which the networks fit faster).
     """
 
     def __init__(self, template: Tensor, faces: Tensor, lbs_weights: Tensor, *, part_samples: int = 256,
                  anchors: int = 4096, neighbours: int = 4, extended_dist: float = 0.01, box_padding: float = 2.0,
                  code_size: int = 64, hidden: int = 64, sigma: float = 0.05, soft_beta: float = 0.05, seed: int = 0,
-                 centre: Tensor | None = None):
+                 centre: Tensor | None = None, input_scale: float = 1.0):
         super().__init__()
         vertices = template.detach().double().cpu().numpy()
         faces_np = faces.cpu().numpy()
@@ -154,6 +156,7 @@ class PairOF(nn.Module):
         self.code_size, self.box_padding, self.neighbours = code_size, box_padding, neighbours
         self.sigma, self.soft_beta = sigma, soft_beta
         self.precision = "float32"  # or "bfloat16": the networks under CPU autocast (see `query`)
+        self.input_scale = input_scale
 
     @classmethod
     def from_layer(cls, layer: MANO, **options) -> PairOF:
@@ -185,7 +188,7 @@ class PairOF(nn.Module):
         normals = torch.linalg.cross(sample_corners[..., 1, :] - sample_corners[..., 0, :],
                                      sample_corners[..., 2, :] - sample_corners[..., 0, :], dim=-1)
         normals = torch.nn.functional.normalize(normals, dim=-1)
-        cloud = torch.cat([to_bone(points), to_bone(normals, part_axis=False)], dim=-1)  # (B, 16, S, 6)
+        cloud = torch.cat([self.input_scale * to_bone(points), to_bone(normals, part_axis=False)], dim=-1)
         with self._autocast():
             codes = self.part_encoder(cloud).to(vertices.dtype)  # (B, 16, code)
         first = self.local_encoder.fc_pos
@@ -269,7 +272,8 @@ class PairOF(nn.Module):
 
         b, k, t = needed.nonzero(as_tuple=True)
         first = self.local_encoder.fc_pos
-        pre = enc.token_bias[b, k] + local[b, k, t] @ first.weight[:, self.code_size:].T.to(local.dtype)
+        pre = enc.token_bias[b, k] + (self.input_scale * local[b, k, t]) @ first.weight[:, self.code_size:].T.to(
+            local.dtype)
         row = torch.full(needed.shape, -1, dtype=torch.long, device=points.device)
         row[b, k, t] = torch.arange(len(b), device=points.device)
         pb, pc, pt = evaluate.nonzero(as_tuple=True)

@@ -65,6 +65,7 @@ class FieldConfig:
     box_padding: float  # part boxes are this many times their vertices' extent
     extended_dist: float  # metres: reach of a part's extended faces
     seed: int  # draws the fixed surface samples
+    input_scale: float  # bone-frame coordinates x this before the networks (1: published dm; 10: cm)
 
 
 @dataclass
@@ -151,7 +152,7 @@ class PairOFRun:
         f = config.field
         self.field = PairOF.from_layer(self.hd, part_samples=f.part_samples, anchors=f.anchors,
                                        neighbours=f.neighbours, box_padding=f.box_padding,
-                                       extended_dist=f.extended_dist, seed=f.seed)
+                                       extended_dist=f.extended_dist, seed=f.seed, input_scale=f.input_scale)
         self.field.precision = config.precision
         self.faces = self.hd.output_faces
 

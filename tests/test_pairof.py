@@ -189,3 +189,18 @@ def test_pretraining_command_checkpoint_and_resume(tmp_path, capsys):
         load_pairof(out / "pairof.ckpt", hd)
     with pytest.raises(FileNotFoundError, match="train_pairof.sh"):
         load_pairof(out / "missing.ckpt", hd)
+
+
+def test_input_scale_is_a_reparameterisation(hand):
+    """Feeding coordinates x10 equals dividing the first layers' coordinate weights by 10."""
+    _, hd, field, posed = hand
+    scaled = PairOF.from_layer(hd, part_samples=64, anchors=512, input_scale=10.0).double()
+    scaled.load_state_dict(field.state_dict())
+    with torch.no_grad():
+        scaled.part_encoder.fc_pos.weight[:, :3] /= 10
+        scaled.local_encoder.fc_pos.weight[:, -3:] /= 10
+    points = _points(posed, 1000)
+    with torch.no_grad():
+        expected = field.query(points, field.encode(posed.vertices, posed.joints, posed.full_pose)).occupancy
+        got = scaled.query(points, scaled.encode(posed.vertices, posed.joints, posed.full_pose)).occupancy
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
