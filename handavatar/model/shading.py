@@ -1,0 +1,51 @@
+"""SelF, the self-occlusion-aware shading field (reference §4.3): a scalar shading in (0, 1) per ray sample from
+the running maximum of the soft part occupancies along the ray (how much of each part the ray has already passed
+through), the sample's blended anchor embedding and the hand pose. Colour = albedo x shading."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from pairof.networks import ImplicitNet
+
+__all__ = ["SelF"]
+
+
+class SelF(nn.Module):
+    """IGR-style MLP (Softplus beta 100, skip at layer 2, geometric init) with a sigmoid output.
+
+    Args:
+        parts: soft part occupancies per sample (16).
+        anchor_dim: width of the anchor embedding (21 for gamma_3 of 3-D positions).
+        pose_dim: width of the pose input (48: global rotation and finger pose).
+        dims: hidden widths; skip_in: layers that receive the input again.
+    """
+
+    def __init__(self, parts: int = 16, anchor_dim: int = 21, pose_dim: int = 48,
+                 dims: tuple[int, ...] = (256, 256, 256, 256), skip_in: tuple[int, ...] = (2,)):
+        super().__init__()
+        self.net = ImplicitNet(parts + anchor_dim + pose_dim, 1, dims, skip_in)
+
+    @staticmethod
+    def occlusion(soft_part_occupancy: Tensor) -> Tensor:
+        """(R, S, K) soft part occupancies at samples near to far -> their running maximum along the ray, detached
+        (shading never pushes on the geometry)."""
+        return torch.cummax(soft_part_occupancy.detach(), dim=1).values
+
+    def forward(self, soft_part_occupancy: Tensor, anchor_embedding: Tensor, pose: Tensor) -> Tensor:
+        """Shading of ray samples.
+
+        Args:
+            soft_part_occupancy: (R, S, 16) at the samples, near to far.
+            anchor_embedding: (R, S, anchor_dim) blended over the nearest anchors.
+            pose: (R, pose_dim) or (pose_dim,) the pose of the frame.
+
+        Returns:
+            (R, S, 1) in (0, 1).
+        """
+        rays, samples = soft_part_occupancy.shape[:2]
+        pose = pose.expand(rays, -1) if pose.ndim == 1 else pose
+        x = torch.cat([self.occlusion(soft_part_occupancy), anchor_embedding,
+                       pose[:, None].expand(rays, samples, -1)], dim=-1)
+        return torch.sigmoid(self.net(x))

@@ -1,0 +1,104 @@
+"""The avatar's networks: positional encoding, inverse-distance anchor blending, SelF's running maximum, the
+deformer's centring, and that their gradients reach what they should."""
+
+import numpy as np
+import pytest
+import torch
+
+import smplx
+from handavatar.losses import point_silhouette, silhouette_loss
+from handavatar.model import AlbedoField, Deformer, SelF, inverse_distance_weights, positional_encoding
+
+
+def test_positional_encoding_closed_form():
+    x = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
+    out = positional_encoding(x, 3)
+    assert out.shape == (1, 21)
+    expected = [0.5, -1.0, 2.0]
+    for k in range(3):
+        expected += list(np.sin(2.0 ** k * np.array([0.5, -1.0, 2.0]))) + list(np.cos(2.0 ** k * np.array(
+            [0.5, -1.0, 2.0])))
+    np.testing.assert_allclose(out[0].numpy(), expected, rtol=1e-12)
+
+
+def test_albedo_blends_the_nearest_anchor_codes_by_inverse_distance():
+    torch.manual_seed(0)
+    field = AlbedoField(anchors=10, code_dim=8, hidden=16, layers=2).double()
+    dists = torch.tensor([[1.0, 2.0, 4.0]], dtype=torch.float64)
+    ids = torch.tensor([[3, 7, 1]])
+    np.testing.assert_allclose(inverse_distance_weights(dists).numpy(), [[4 / 7, 2 / 7, 1 / 7]], rtol=1e-12)
+    expected = (4 * field.codes[3] + 2 * field.codes[7] + field.codes[1]) / 7
+    torch.testing.assert_close(field.features(dists, ids)[0], expected)
+    colour = field(dists, ids)
+    assert colour.shape == (1, 3) and torch.all((colour > 0) & (colour < 1))
+    colour.sum().backward()
+    touched = field.codes.grad.abs().sum(1) > 0
+    assert touched.tolist() == [i in (1, 3, 7) for i in range(10)]  # only the blended anchors learn
+
+
+def test_self_sees_the_running_maximum_of_part_occupancy():
+    torch.manual_seed(0)
+    shading = SelF(parts=2, anchor_dim=3, pose_dim=4, dims=(16, 16, 16, 16)).double()
+    occupancy = torch.tensor([[[0.1, 0.0], [0.7, 0.2], [0.3, 0.9], [0.0, 0.5]]], dtype=torch.float64,
+                             requires_grad=True)
+    np.testing.assert_allclose(SelF.occlusion(occupancy)[0].numpy(),
+                               [[0.1, 0.0], [0.7, 0.2], [0.7, 0.9], [0.7, 0.9]])
+    out = shading(occupancy, torch.zeros(1, 4, 3, dtype=torch.float64), torch.zeros(4, dtype=torch.float64))
+    assert out.shape == (1, 4, 1) and torch.all((out > 0) & (out < 1))
+    assert torch.equal(out[0, 2], out[0, 3])  # same running maximum, same inputs: same shading
+    out.sum().backward()
+    assert occupancy.grad is None  # shading never pushes on the geometry
+
+
+def test_deformer_keeps_the_centre_joint_and_starts_near_the_template():
+    torch.manual_seed(0)
+    base = smplx.create("open_hand", dtype=torch.float64)
+    deformer = Deformer(base.v_template, base.j_regressor[4]).double()
+    hand_pose = torch.randn(2, 45, dtype=torch.float64) * 0.3
+    deformed = deformer(hand_pose)
+    assert deformed.shape == (2, base.v_template.shape[0], 3)
+    torch.testing.assert_close(base.j_regressor[4] @ deformed, (base.j_regressor[4] @ base.v_template).expand(2, 3))
+    assert (deformed - base.v_template).abs().max() < 5e-3  # metres: small offsets at initialisation
+    assert not torch.allclose(deformed[0], deformed[1])  # pose-conditioned
+    posed = base(hand_pose=hand_pose, shaped_verts=deformed)
+    posed.vertices.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in deformer.parameters())
+
+
+@pytest.mark.parametrize("levels", [0, 2])
+def test_positional_encoding_width(levels):
+    assert positional_encoding(torch.zeros(5, 3), levels).shape == (5, 3 + 6 * levels)
+
+
+def test_point_silhouette_weights_and_union():
+    K = torch.tensor([[10.0, 0, 10], [0, 10.0, 10], [0, 0, 1]], dtype=torch.float64)
+    point = torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64)  # projects to pixel (10, 10)
+    s = point_silhouette(point, K, 21, radius=3.0)[0]
+    assert s[10, 10] == pytest.approx(1 - 1e-6) and s[10, 12] == pytest.approx(1 - 4 / 9)
+    assert s[10, 13] == 0 and s[12, 12] == pytest.approx(1 - 8 / 9)
+    two = torch.tensor([[[0.0, 0.0, 1.0], [0.2, 0.0, 1.0]]], dtype=torch.float64)  # pixels (10, 10) and (12, 10)
+    s2 = point_silhouette(two, K, 21, radius=3.0)[0]
+    assert s2[10, 11] == pytest.approx(1 - (1 - 8 / 9) * (1 - 8 / 9))  # 1 - prod(1 - alpha)
+
+
+def test_silhouette_loss_pulls_points_onto_the_mask():
+    """A grid of points half off a square mask: gradient steps on the silhouette loss move them onto it (as the
+    published IoU loss, it pulls on points whose discs touch the mask; far-away points get no pull)."""
+    K = torch.tensor([[64.0, 0, 31.5], [0, 64.0, 31.5], [0, 0, 1]], dtype=torch.float64)
+    ys, xs = torch.meshgrid(torch.linspace(-0.1, 0.1, 9), torch.linspace(-0.1, 0.1, 9), indexing="ij")
+    grid = torch.stack([xs.reshape(-1) + 0.1, ys.reshape(-1), torch.ones(81)], -1).double()[None]
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 25:39, 25:39] = 1  # centred: the points start 6.4 px to the right
+    points = grid.clone().requires_grad_(True)
+    losses = []
+    optimizer = torch.optim.Adam([points], lr=0.01)
+    for _ in range(60):
+        loss = silhouette_loss(point_silhouette(points, K, 64), mask)
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < 0.5 * losses[0]
+    assert abs(points[0, :, 0].mean().item()) < 0.3 * 0.1  # moved most of the way towards the mask centre
+    perfect = 1 - 196 / (196 + 1e-5 * 64 * 64)  # the 1e-5 per pixel of the published union
+    assert silhouette_loss(mask.double(), mask, dilation=0).item() == pytest.approx(perfect, rel=1e-9)
