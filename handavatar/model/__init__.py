@@ -4,6 +4,7 @@ anchors, and SelF, the self-occlusion-aware shading field."""
 from handavatar.model.albedo import AlbedoField, inverse_distance_weights
 from handavatar.model.deformer import Deformer
 from handavatar.model.embedder import positional_encoding
+from handavatar.model.network import HandAvatar
 from handavatar.model.shading import SelF
 
-__all__ = ["AlbedoField", "Deformer", "SelF", "inverse_distance_weights", "positional_encoding"]
+__all__ = ["AlbedoField", "Deformer", "HandAvatar", "SelF", "inverse_distance_weights", "positional_encoding"]

@@ -1,0 +1,69 @@
+"""The assembled avatar on a synthetic capture's samples: shapes, background outside the rendered rays, the
+compositing identities, which parameters learn, and the ablation switches."""
+
+import shutil
+
+import pytest
+import torch
+
+import smplx
+from handavatar.data import DataConfig, InterHandDataset
+from handavatar.model import HandAvatar
+from pairof import PairOF
+
+OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
+
+
+@pytest.fixture(scope="module")
+def parts(synthetic_capture, tmp_path_factory):
+    root = tmp_path_factory.mktemp("avatar") / "capture"
+    shutil.copytree(synthetic_capture, root)
+    config = DataConfig(root=str(root), mode="patch", n_patches=2, patch_size=8, sample_subject_ratio=1.0,
+                        background="black")
+    torch.manual_seed(0)
+    sample = {k: torch.as_tensor(v) if not isinstance(v, str) else v for k, v in InterHandDataset(config)[0].items()}
+    hand = smplx.subdivide(smplx.create("open_hand", **OPTIONS), 1)
+    return hand, sample
+
+
+def _avatar(hand, **options):
+    torch.manual_seed(0)
+    field = PairOF.from_layer(hand, part_samples=32, anchors=256)
+    return HandAvatar(hand, field, code_dim=16, samples=8, **options)
+
+
+def test_render_a_sample(parts):
+    hand, sample = parts
+    avatar = _avatar(hand)
+    out = avatar.render(sample, chunk=40)
+    mask = sample["ray_mask"]
+    assert out["rgb"].shape == (2, 8, 8, 3) and out["alpha"].shape == (2, 8, 8) and out["shading"].shape == (2, 8, 8, 1)
+    assert mask.any() and torch.all(out["alpha"][~mask] == 0) and torch.all(out["rgb"][~mask] == 0)
+    assert torch.all((out["rgb"] >= 0) & (out["rgb"] <= 1)) and out["alpha"][mask].max() > 0
+    # colour = albedo x shading integrated along the ray; with a black background rgb <= albedo
+    assert torch.all(out["rgb"] <= out["albedo"] + 1e-6)
+    whole = avatar.render(sample, chunk=10 ** 6)
+    torch.testing.assert_close(whole["rgb"], out["rgb"])  # chunking does not change the picture
+
+
+def test_which_parameters_learn(parts):
+    hand, sample = parts
+    avatar = _avatar(hand)
+    out = avatar.render(sample, stratified=True, generator=torch.Generator().manual_seed(0))
+    (out["rgb"].sum() + out["alpha"].sum()).backward()
+    learns = {name: p.grad is not None and p.grad.abs().sum().item() > 0 for name, p in avatar.named_parameters()}
+    assert all(v for k, v in learns.items() if k.startswith(("albedo.", "shading.", "deformer.", "field.decoder.")))
+    assert not any(p.requires_grad for p in avatar.field.part_encoder.parameters())
+    assert not any(p.requires_grad for p in avatar.field.local_encoder.parameters())
+    assert not any(p.requires_grad for p in avatar.hand.parameters())
+
+
+def test_ablation_switches(parts):
+    hand, sample = parts
+    plain = _avatar(hand, deformer=False, shading=False)
+    out = plain.render(sample)
+    torch.testing.assert_close(out["rgb"], out["albedo"])  # shading 1: colour is the albedo
+    assert plain.deformer is None and plain.shading is None
+    posed = plain.pose(sample["global_orient"][None], sample["hand_pose"][None])
+    direct = hand(global_orient=sample["global_orient"][None], hand_pose=sample["hand_pose"][None])
+    torch.testing.assert_close(posed.vertices, direct.vertices)
