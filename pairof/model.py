@@ -221,7 +221,7 @@ class PairOF(nn.Module):
 
     # ------------------------------------------------------------------------------------------------------------
     def query(self, points: Tensor, encoding: PairOFEncoding, *, intermediate: bool = False, soft: bool = False,
-              dense: bool = False, chunk: int = 4096) -> PairOFOutput:
+              dense: bool = False, anchors: bool = True, chunk: int = 4096) -> PairOFOutput:
         """Occupancy of points.
 
         Args:
@@ -232,6 +232,8 @@ class PairOF(nn.Module):
             soft: also return the soft occupancy (B, T).
             dense: evaluate every pair for every point, then zero the pairs whose boxes do not hold the point (the
                 same result, ~10x slower: for tests and benchmarks).
+            anchors: with `intermediate`, also search the nearest anchors (callers that need them for a subset
+                of the points call `nearest_anchors` themselves).
             chunk: points per batch element evaluated at once (memory stays bounded for any T).
 
         Returns:
@@ -247,7 +249,8 @@ class PairOF(nn.Module):
             if intermediate:
                 out.part_occupancy, out.soft_part_occupancy = part_occ, soft_part
                 out.outside = torch.cat([p[3] for p in parts], 1)
-                out.anchor_dists, out.anchor_ids = self.nearest_anchors(points, encoding, chunk=chunk)
+                if anchors:
+                    out.anchor_dists, out.anchor_ids = self.nearest_anchors(points, encoding, chunk=chunk)
             if soft:
                 out.soft_occupancy = masked_softmax_pool(soft_part, self.sigma, dim=1)
         return out

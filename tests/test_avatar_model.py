@@ -43,7 +43,8 @@ def test_self_sees_the_running_maximum_of_part_occupancy():
                              requires_grad=True)
     np.testing.assert_allclose(SelF.occlusion(occupancy)[0].numpy(),
                                [[0.1, 0.0], [0.7, 0.2], [0.7, 0.9], [0.7, 0.9]])
-    out = shading(occupancy, torch.zeros(1, 4, 3, dtype=torch.float64), torch.zeros(4, dtype=torch.float64))
+    out = shading(SelF.occlusion(occupancy), torch.zeros(1, 4, 3, dtype=torch.float64),
+                  torch.zeros(4, dtype=torch.float64))
     assert out.shape == (1, 4, 1) and torch.all((out > 0) & (out < 1))
     assert torch.equal(out[0, 2], out[0, 3])  # same running maximum, same inputs: same shading
     out.sum().backward()

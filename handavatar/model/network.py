@@ -77,14 +77,19 @@ class HandAvatar(nn.Module):
         rays = directions.shape[0]
         z = sample_depths(near, far, self.samples, stratified=stratified, generator=generator)  # (R, S)
         points = origin + z[..., None] * directions[:, None]
-        out = self.field.query(points.reshape(1, -1, 3), encoding, intermediate=True)
+        out = self.field.query(points.reshape(1, -1, 3), encoding, intermediate=True, anchors=False)
         occupancy = out.occupancy.view(rays, self.samples)
-        albedo = self.albedo(out.anchor_dists[0], out.anchor_ids[0]).view(rays, self.samples, 3)
+        # albedo and shading only where the opacity is not zero: elsewhere their compositing weight is exactly 0
+        active = occupancy > 0
+        dists, ids = self.field.nearest_anchors(points[active][None], encoding)
+        albedo = occupancy.new_zeros(rays, self.samples, 3).index_put((active,), self.albedo(dists[0], ids[0]))
         if self.shading is not None:
-            weights = inverse_distance_weights(out.anchor_dists[0])
-            embedding = (weights[..., None] * self.anchor_embedding[out.anchor_ids[0]]).sum(-2)
+            weights = inverse_distance_weights(dists[0])
+            embedding = (weights[..., None] * self.anchor_embedding[ids[0]]).sum(-2)
             soft = out.soft_part_occupancy[0].transpose(0, 1).reshape(rays, self.samples, -1)
-            shading = self.shading(soft, embedding.view(rays, self.samples, -1), posed.full_pose[0])
+            occlusion = SelF.occlusion(soft)[active]  # running maximum along the whole ray, then the active samples
+            shading = occupancy.new_zeros(rays, self.samples, 1).index_put(
+                (active,), self.shading(occlusion, embedding, posed.full_pose[0]))
         else:
             shading = torch.ones_like(albedo[..., :1])
         result = composite(occupancy, {"rgb": albedo * shading, "albedo": albedo, "shading": shading,

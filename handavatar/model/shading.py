@@ -33,19 +33,16 @@ class SelF(nn.Module):
         (shading never pushes on the geometry)."""
         return torch.cummax(soft_part_occupancy.detach(), dim=1).values
 
-    def forward(self, soft_part_occupancy: Tensor, anchor_embedding: Tensor, pose: Tensor) -> Tensor:
-        """Shading of ray samples.
+    def forward(self, occlusion: Tensor, anchor_embedding: Tensor, pose: Tensor) -> Tensor:
+        """Shading of samples.
 
         Args:
-            soft_part_occupancy: (R, S, 16) at the samples, near to far.
-            anchor_embedding: (R, S, anchor_dim) blended over the nearest anchors.
-            pose: (R, pose_dim) or (pose_dim,) the pose of the frame.
+            occlusion: (..., 16) `occlusion` of the samples' soft part occupancies.
+            anchor_embedding: (..., anchor_dim) blended over the nearest anchors.
+            pose: (..., pose_dim), or (pose_dim,) for all samples: the pose of the frame.
 
         Returns:
-            (R, S, 1) in (0, 1).
+            (..., 1) in (0, 1).
         """
-        rays, samples = soft_part_occupancy.shape[:2]
-        pose = pose.expand(rays, -1) if pose.ndim == 1 else pose
-        x = torch.cat([self.occlusion(soft_part_occupancy), anchor_embedding,
-                       pose[:, None].expand(rays, samples, -1)], dim=-1)
-        return torch.sigmoid(self.net(x))
+        pose = pose.expand(*occlusion.shape[:-1], -1)
+        return torch.sigmoid(self.net(torch.cat([occlusion, anchor_embedding, pose], dim=-1)))
