@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from embreex import rtcore_scene
-from embreex.mesh_construction import TriangleMesh
 from torch import Tensor
+
+from smplx.raycast import EmbreeMesh
 
 __all__ = ["winding_numbers", "inside_mesh", "generalized_winding_numbers"]
 
@@ -36,9 +36,7 @@ def winding_numbers(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
     Returns:
         (N,) int: 0 outside, 1 inside, 2 where two parts of the mesh overlap, ...
     """
-    scene = rtcore_scene.EmbreeScene()
-    TriangleMesh(scene=scene, vertices=np.ascontiguousarray(vertices, dtype=np.float32),
-                 indices=np.ascontiguousarray(faces, dtype=np.int32))
+    mesh = EmbreeMesh(vertices, faces)
     corners = vertices[faces]
     face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     exits = face_normals @ _DIRECTION > 0  # crossing this face along the ray leaves the volume
@@ -49,11 +47,9 @@ def winding_numbers(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
     for _ in range(max_crossings):
         if len(active) == 0:
             break
-        result = scene.run(origins[active].astype(np.float32),
-                           np.broadcast_to(_DIRECTION, (len(active), 3)).astype(np.float32), output=1)
-        face = result["primID"]
+        face, _, t = mesh.intersect(origins[active], np.broadcast_to(_DIRECTION, (len(active), 3)))
         hit = face >= 0
-        active, face, t = active[hit], face[hit], result["tfar"][hit].astype(np.float64)
+        active, face, t = active[hit], face[hit], t[hit]
         winding[active] += np.where(exits[face], 1, -1)
         origins[active] += (t + step)[:, None] * _DIRECTION
     return winding

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from segment.raytrace import (EmbreeMesh, Light, PinholeCamera, ShadingModel, hemisphere_directions, render,
-                              vertex_ambient_occlusion)
+from segment.raytrace import Light, PinholeCamera, ShadingModel, hemisphere_directions, render, vertex_ambient_occlusion
+from smplx.raycast import EmbreeMesh
 
 
 def _square(half: float, z: float, offset=(0.0, 0.0), cells: int = 1):

@@ -8,13 +8,18 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-__all__ = ["AlbedoField", "inverse_distance_weights"]
+__all__ = ["AlbedoField", "inverse_distance_weights", "blend_anchors"]
 
 
 def inverse_distance_weights(dists: Tensor) -> Tensor:
     """(..., k) distances (> 0) to a point's k nearest anchors -> (..., k) weights (1/d) / sum(1/d)."""
     inverse = 1.0 / dists
     return inverse / inverse.sum(-1, keepdim=True)
+
+
+def blend_anchors(table: Tensor, anchor_dists: Tensor, anchor_ids: Tensor) -> Tensor:
+    """Rows of a per-anchor table (A, C) blended by inverse distance over (..., k) nearest anchors -> (..., C)."""
+    return (inverse_distance_weights(anchor_dists)[..., None] * table[anchor_ids]).sum(-2)
 
 
 class AlbedoField(nn.Module):
@@ -29,8 +34,7 @@ class AlbedoField(nn.Module):
 
     def features(self, anchor_dists: Tensor, anchor_ids: Tensor) -> Tensor:
         """(..., k) distances and ids of the nearest anchors -> (..., code_dim) blended codes."""
-        weights = inverse_distance_weights(anchor_dists)
-        return (weights[..., None] * self.codes[anchor_ids]).sum(-2)
+        return blend_anchors(self.codes, anchor_dists, anchor_ids)
 
     def forward(self, anchor_dists: Tensor, anchor_ids: Tensor) -> Tensor:
         """(..., k) distances and ids of the nearest posed anchors -> (..., 3) albedo in (0, 1)."""

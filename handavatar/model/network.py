@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from smplx import MANO, MANOOutput
 from pairof import PairOF, PairOFEncoding
-from handavatar.model.albedo import AlbedoField, inverse_distance_weights
+from handavatar.model.albedo import AlbedoField, blend_anchors
 from handavatar.model.deformer import Deformer
 from handavatar.model.embedder import positional_encoding
 from handavatar.model.shading import SelF
@@ -84,8 +84,7 @@ class HandAvatar(nn.Module):
         dists, ids = self.field.nearest_anchors(points[active][None], encoding)
         albedo = occupancy.new_zeros(rays, self.samples, 3).index_put((active,), self.albedo(dists[0], ids[0]))
         if self.shading is not None:
-            weights = inverse_distance_weights(dists[0])
-            embedding = (weights[..., None] * self.anchor_embedding[ids[0]]).sum(-2)
+            embedding = blend_anchors(self.anchor_embedding, dists[0], ids[0])
             soft = out.soft_part_occupancy[0].transpose(0, 1).reshape(rays, self.samples, -1)
             occlusion = SelF.occlusion(soft)[active]  # running maximum along the whole ray, then the active samples
             shading = occupancy.new_zeros(rays, self.samples, 1).index_put(
