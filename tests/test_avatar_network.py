@@ -94,3 +94,23 @@ def test_rendering_only_nonzero_opacity_samples_changes_nothing(parts):
         rgb = (w[..., None] * albedo * shading).sum(1) + (1 - w.sum(1))[:, None] * sample["bgcolor"]
     assert (alpha == 0).float().mean() > 0.2  # the shortcut skips a good share of the samples
     torch.testing.assert_close(ours["rgb"], rgb)
+
+
+def test_sampling_inside_the_part_boxes(parts):
+    """sampling='parts' puts every sample of a ray that meets the boxes inside some part box (occupancy can only be
+    non-zero there), and renders the same kind of picture."""
+    hand, sample = parts
+    avatar = _avatar(hand, sampling="parts")
+    posed = avatar.pose(sample["global_orient"][None], sample["hand_pose"][None])
+    encoding = avatar.field.encode(posed.vertices, posed.joints, posed.full_pose)
+    mask = sample["ray_mask"]
+    with torch.no_grad():
+        out = avatar.render_rays(sample["rays_o"], sample["rays_d"][mask], sample["near"][mask], sample["far"][mask],
+                                 posed, encoding, sample["bgcolor"])
+        _, inside = avatar.field.part_boxes(out["points"].reshape(1, -1, 3), encoding)
+    inside = inside.any(1).view(out["points"].shape[:2])
+    reached = inside.any(1)
+    assert reached.float().mean() > 0.5 and torch.all(inside[reached])
+    assert torch.all(out["alpha"][~reached] == 0)
+    with pytest.raises(ValueError, match="sampling 'grid'"):
+        _avatar(hand, sampling="grid")

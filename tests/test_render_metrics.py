@@ -6,7 +6,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from handavatar.metrics import psnr, ssim
-from handavatar.render import composite, sample_depths
+from handavatar.render import composite, part_box_intervals, sample_depths, sample_in_intervals
 
 
 def test_compositing_by_hand():
@@ -63,3 +63,44 @@ def test_masked_metrics_only_see_the_hand():
     assert psnr(pred, target).item() == pytest.approx(-10 * np.log10(0.125), rel=1e-6)
     assert ssim(pred, target, left).item() == pytest.approx(1.0)
     assert ssim(pred, target).item() < 0.9
+
+
+def _random_boxes(k, seed):
+    g = torch.Generator().manual_seed(seed)
+    rotations = torch.linalg.qr(torch.randn(k, 3, 3, generator=g, dtype=torch.float64))[0]
+    joints = torch.randn(k, 3, generator=g, dtype=torch.float64) * 0.3 + torch.tensor([0, 0, 3.0])
+    centre = torch.randn(k, 3, generator=g, dtype=torch.float64) * 0.1
+    half = torch.rand(k, 3, generator=g, dtype=torch.float64) * 0.3 + 0.05
+    return rotations, joints, centre, half
+
+
+def _inside(points, rotations, joints, centre, half):
+    local = torch.einsum("kji,...kj->...ki", rotations, points[..., None, :] - joints)
+    return ((local - centre).abs() <= half + 1e-9).all(-1).any(-1)
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+def test_samples_fill_the_union_of_part_boxes_evenly(stratified):
+    """Against marching along each ray: every sample is inside some box, samples are sorted, each maximal stretch
+    inside the boxes gets a share of samples proportional to its length, rays that miss every box get none."""
+    boxes = _random_boxes(6, 0)
+    g = torch.Generator().manual_seed(1)
+    directions = torch.cat([torch.rand(120, 2, generator=g, dtype=torch.float64) * 0.4 - 0.2,
+                            torch.ones(120, 1, dtype=torch.float64)], 1)
+    origin = torch.zeros(3, dtype=torch.float64)
+    enter, leave = part_box_intervals(origin, directions, *boxes)
+    depths, hit = sample_in_intervals(enter, leave, 40, stratified=stratified, generator=g)
+    t = torch.linspace(0, 6, 20001, dtype=torch.float64)
+    inside = _inside(origin + t[None, :, None] * directions[:, None], *boxes)  # (R, T)
+    assert torch.equal(hit, inside.any(1)) and hit.sum() > 20 and (~hit).sum() > 5
+    assert torch.all(depths[~hit] == 0) and torch.all(depths[:, 1:] >= depths[:, :-1])
+    points = origin + depths[hit][..., None] * directions[hit][:, None]
+    assert torch.all(_inside(points, *boxes))
+    step = t[1] - t[0]
+    for r in torch.nonzero(hit)[:20, 0]:
+        runs = torch.diff(torch.cat([torch.tensor([0]), inside[r].int(), torch.tensor([0])]))
+        starts, ends = t[torch.nonzero(runs == 1)[:, 0]], t[torch.nonzero(runs == -1)[:, 0] - 1]
+        total = (ends - starts).sum()
+        for a, b in zip(starts, ends):
+            share = ((depths[r] >= a - step) & (depths[r] <= b + step)).sum().item()
+            assert abs(share - 40 * (b - a) / total) <= 1.5

@@ -20,6 +20,7 @@ from handavatar.model.albedo import AlbedoField, blend_anchors
 from handavatar.model.deformer import Deformer
 from handavatar.model.embedder import positional_encoding
 from handavatar.model.shading import SelF
+from handavatar.render.boxes import part_box_intervals, sample_in_intervals
 from handavatar.render.volume import composite, sample_depths
 
 __all__ = ["HandAvatar"]
@@ -36,10 +37,13 @@ class HandAvatar(nn.Module):
         shading: use SelF (otherwise shading = 1).
         code_dim: albedo code width; anchor_levels: positional-encoding frequencies of the anchor positions.
         samples: samples per ray.
+        sampling: 'box': evenly between near and far, where the ray crosses the posed hand's 3D box (published);
+            'parts': evenly over the stretches of the ray inside the posed part boxes, the only places with
+            non-zero occupancy (the same samples budget, all where the hand can be).
     """
 
     def __init__(self, hand: MANO, field: PairOF, *, deformer: bool = True, shading: bool = True,
-                 code_dim: int = 128, anchor_levels: int = 3, samples: int = 64):
+                 code_dim: int = 128, anchor_levels: int = 3, samples: int = 64, sampling: str = "box"):
         super().__init__()
         self.hand = hand.requires_grad_(False)
         self.field = field
@@ -51,7 +55,9 @@ class HandAvatar(nn.Module):
         # the published anchor embedding: gamma_L(10 x canonical anchor relative to joint 4), i.e. of decimetres
         self.register_buffer("anchor_embedding", positional_encoding(10 * field.anchor_canonical, anchor_levels))
         self.shading = SelF(anchor_dim=self.anchor_embedding.shape[1]) if shading else None
-        self.samples = samples
+        if sampling not in ("box", "parts"):
+            raise ValueError(f"sampling {sampling!r} is not 'box' or 'parts'")
+        self.samples, self.sampling = samples, sampling
 
     def pose(self, global_orient: Tensor, hand_pose: Tensor) -> MANOOutput:
         """The posed MANO-HD of (B, 3) camera-frame global rotations and (B, 45) hand poses (betas are zero: the
@@ -75,7 +81,12 @@ class HandAvatar(nn.Module):
             'alpha' (R,) accumulated opacity; 'occupancy' (R, S) and 'points' (R, S, 3) of the samples.
         """
         rays = directions.shape[0]
-        z = sample_depths(near, far, self.samples, stratified=stratified, generator=generator)  # (R, S)
+        if self.sampling == "parts":
+            enter, leave = part_box_intervals(origin, directions, encoding.rotations[0], encoding.joints[0],
+                                              encoding.box_centre[0], encoding.box_half[0])
+            z, _ = sample_in_intervals(enter, leave, self.samples, stratified=stratified, generator=generator)
+        else:
+            z = sample_depths(near, far, self.samples, stratified=stratified, generator=generator)  # (R, S)
         points = origin + z[..., None] * directions[:, None]
         out = self.field.query(points.reshape(1, -1, 3), encoding, intermediate=True, anchors=False)
         occupancy = out.occupancy.view(rays, self.samples)
