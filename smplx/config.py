@@ -153,14 +153,17 @@ def resolve_device(choice: str):
     return torch.device("cuda" if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def parse_config_command(cls: type, defaults: Path, argv: list[str] | None, *, description: str, eval_help: str):
-    """The command line of a config-driven command: `--config FILE` applied over `defaults`, `--eval`, then
-    `key.sub=value` overrides. Returns (config, whether --eval was given)."""
+def parse_config_command(cls: type, defaults: Path, argv: list[str] | None, *, description: str,
+                         eval_help: str | None = None):
+    """The command line of a config-driven command: `--config FILE` applied over `defaults`, `--eval` (when
+    eval_help is given), then `key.sub=value` overrides. Returns (config, whether --eval was given)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help=f"experiment YAML applied over {defaults}")
-    parser.add_argument("--eval", action="store_true", help=eval_help)
+    if eval_help is not None:
+        parser.add_argument("--eval", action="store_true", help=eval_help)
     parser.add_argument("overrides", nargs="*", help="key.sub=value")
     args = parser.parse_args(argv)
-    return load_config(cls, [defaults] + ([args.config] if args.config else []), args.overrides), args.eval
+    config = load_config(cls, [defaults] + ([args.config] if args.config else []), args.overrides)
+    return config, bool(getattr(args, "eval", False))

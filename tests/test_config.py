@@ -4,6 +4,7 @@ from typing import Literal
 import pytest
 
 from smplx.config import ConfigError, load_config
+from handavatar.train import DEFAULTS as AVATAR_DEFAULTS, AvatarConfig
 from pairof.train import DEFAULTS as PAIROF_DEFAULTS, PairOFTrainConfig
 from smplx.manohd.train_lbs import DEFAULTS, LBSConfig
 
@@ -39,6 +40,10 @@ def test_defaults_files_load_into_their_dataclasses():
     assert pairof.field.anchors == 4096 and pairof.field.box_padding == 2.0 and pairof.loss == "mse"
     for experiment in sorted(PAIROF_DEFAULTS.parent.glob("*.yaml")):
         load_config(PairOFTrainConfig, [PAIROF_DEFAULTS, experiment])
+    avatar = load_config(AvatarConfig, [AVATAR_DEFAULTS])
+    assert avatar.patch.N_patches == 2 and avatar.train.accum_iter == 8 and avatar.N_samples == 64
+    for experiment in sorted(AVATAR_DEFAULTS.parent.glob("synthetic/*.yaml")):
+        load_config(AvatarConfig, [AVATAR_DEFAULTS, experiment])
 
 
 def test_merge_order_and_overrides(tmp_path):

@@ -134,6 +134,7 @@ class InterHandDataset(Dataset):
             "rays_o": origin.astype(f32), "rays_d": directions.astype(f32), "near": near.astype(f32),
             "far": far.astype(f32), "ray_mask": ray_mask, "pixels": np.stack([grid_x, grid_y], -1).astype(np.int64),
             "target_rgb": image[grid_y, grid_x].astype(f32), "target_alpha": hand[grid_y, grid_x].astype(f32),
+            "alpha_image": hand.astype(f32),
             "bgcolor": bg, "K": K.astype(f32), "Th": cache.Th[i].astype(f32),
             "global_orient": cache.global_orient[i].astype(f32), "hand_pose": cache.hand_pose[i].astype(f32),
             "betas": cache.betas[i].astype(f32), "joints": cache.joints[i].astype(f32),

@@ -115,7 +115,8 @@ class HandAvatar(nn.Module):
         background (alpha 0).
 
         Returns:
-            'rgb', 'albedo' (P, h, w, 3); 'shading', 'depth' (P, h, w, 1); 'alpha' (P, h, w); and 'posed'.
+            'rgb', 'albedo' (P, h, w, 3); 'shading', 'depth' (P, h, w, 1); 'alpha' (P, h, w); 'occupancy' (N, S)
+            and 'points' (N, S, 3) of the N rendered rays' samples; and 'posed'.
         """
         posed = self.pose(sample["global_orient"][None], sample["hand_pose"][None])
         encoding = self.field.encode(posed.vertices, posed.joints, posed.full_pose)
@@ -132,5 +133,7 @@ class HandAvatar(nn.Module):
         for name in outputs:
             if parts:
                 outputs[name] = outputs[name].index_put((mask,), torch.cat([p[name] for p in parts]))
+        for name in ("occupancy", "points"):  # of the rendered rays' samples, for the 3D occupancy loss
+            outputs[name] = torch.cat([p[name] for p in parts]) if parts else torch.zeros(0, self.samples)
         outputs["posed"] = posed
         return outputs

@@ -1,0 +1,256 @@
+"""Train the hand avatar (reference §5) on one subject of an InterHand2.6M-layout root.
+
+    python -m handavatar.train --config configs/synthetic/demo.yaml [key.sub=value ...]
+    scripts/train_hand.sh configs/synthetic/demo.yaml
+
+Each iteration renders the patches of one image and adds weighted losses: L1 on the patches, the point silhouette
+of the posed hand against its dilated mask, and the occupancy at the ray samples against the winding number of the
+sealed posed MANO-HD. Gradients accumulate over `train.accum_iter` images per Adam step; the learning rates (one for
+the albedo field, SelF and the deformer, one for PairOF's decoder) fall 10x over `train.decay_iters` iterations.
+Writes <out_root>/<experiment>/: latest.tar (iteration, model and optimizer state; written atomically;
+a later run with resume: true continues exactly), board/ (TensorBoard) and config.yaml. A NaN or infinite loss stops
+the run, naming the term, with the last good latest.tar kept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import smplx
+from smplx.config import ConfigError, config_to_dict, parse_config_command, resolve_device
+from smplx.fileio import atomic_write
+from smplx.manohd.skinning import load_lbs_weights
+from pairof import load_pairof
+from pairof.inside import winding_numbers
+from handavatar.data import DataConfig, InterHandDataset
+from handavatar.losses import point_silhouette, silhouette_loss
+from handavatar.model import HandAvatar
+
+DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+HAND_OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
+
+
+@dataclass
+class DataSection:
+    root: str
+    subject: str
+    hand: Literal["right", "left"]
+    resolution: int
+    crop_scale: float
+    bbox_offset: float
+    box_padding: float
+    skip: int
+    max_frames: int
+
+
+@dataclass
+class PatchSection:
+    N_patches: int
+    size: int
+    sample_subject_ratio: float
+
+
+@dataclass
+class SmplSection:
+    model_path: str
+    levels: int
+    lbs_weights: str
+    pairof: str
+
+
+@dataclass
+class NetworkSection:
+    deformer: bool
+    shading: bool
+    code_dim: int
+    anchor_levels: int
+
+
+@dataclass
+class LossWeights:
+    l1: float
+    sil: float
+    iou3d: float
+
+
+@dataclass
+class TrainSection:
+    lr: float
+    lr_pairof: float
+    decay_iters: int
+    accum_iter: int
+    maxiter: int
+    lossweights: LossWeights
+    log_every: int
+    save_every: int
+
+
+@dataclass
+class AvatarConfig:
+    experiment: str
+    out_root: str
+    phase: Literal["train"]
+    resume: bool
+    device: Literal["auto", "cpu", "cuda"]
+    seed: int
+    N_samples: int
+    chunk: int
+    sampling: Literal["box", "parts"]
+    precision: Literal["float32", "bfloat16"]
+    data: DataSection
+    patch: PatchSection
+    smpl_cfg: SmplSection
+    network: NetworkSection
+    train: TrainSection
+
+
+def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
+    """MANO-HD with its skinning weights, the pretrained PairOF for them, and fresh avatar networks.
+
+    Raises:
+        FileNotFoundError: the skinning weights or the PairOF checkpoint are missing (names the path and the script
+            that makes it).
+    """
+    cfg = config.smpl_cfg
+    base = smplx.create(cfg.model_path, is_rhand=config.data.hand == "right", **HAND_OPTIONS)
+    hand = smplx.subdivide(base, cfg.levels)
+    if cfg.lbs_weights:
+        with torch.no_grad():
+            hand.lbs_weights.copy_(load_lbs_weights(cfg.lbs_weights, hand, levels=cfg.levels))
+    field = load_pairof(cfg.pairof, hand)
+    field.precision = config.precision
+    torch.manual_seed(config.seed)
+    net = config.network
+    return HandAvatar(hand, field, deformer=net.deformer, shading=net.shading, code_dim=net.code_dim,
+                      anchor_levels=net.anchor_levels, samples=config.N_samples, sampling=config.sampling).to(device)
+
+
+def make_optimizer(avatar: HandAvatar, train: TrainSection) -> torch.optim.Adam:
+    """Adam with two groups: PairOF's decoder at lr_pairof, every other trainable parameter at lr."""
+    pairof = [p for p in avatar.field.decoder.parameters() if p.requires_grad]
+    ids = {id(p) for p in pairof}
+    others = [p for p in avatar.parameters() if p.requires_grad and id(p) not in ids]
+    return torch.optim.Adam([{"params": others, "lr": train.lr, "base_lr": train.lr, "name": "avatar"},
+                             {"params": pairof, "lr": train.lr_pairof, "base_lr": train.lr_pairof,
+                              "name": "pairof_decoder"}])
+
+
+def set_learning_rates(optimizer: torch.optim.Optimizer, iteration: int, decay_iters: int) -> float:
+    """base_lr x 0.1^(iteration / decay_iters) for every group (the published per-sample exponential decay);
+    returns the first group's rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * 0.1 ** (iteration / max(decay_iters, 1))
+    return optimizer.param_groups[0]["lr"]
+
+
+def losses(avatar: HandAvatar, sample: dict, out: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
+    """The weighted loss terms of one rendered sample (only those with a non-zero weight)."""
+    terms = {}
+    if weights.l1:
+        terms["l1"] = weights.l1 * (out["rgb"] - sample["target_rgb"]).abs().mean()
+    if weights.sil:
+        vertices_cam = out["posed"].vertices + sample["Th"]
+        size = sample["alpha_image"].shape[-1]
+        silhouette = point_silhouette(vertices_cam, sample["K"], size)
+        terms["sil"] = weights.sil * silhouette_loss(silhouette, sample["alpha_image"][None])
+    if weights.iou3d and out["points"].numel():
+        posed = out["posed"]
+        points = out["points"].reshape(-1, 3)
+        truth = winding_numbers(points.detach().cpu().double().numpy(), posed.vertices[0].detach().cpu().double()
+                                .numpy(), avatar.hand.output_faces.cpu().numpy()) >= 1
+        terms["iou3d"] = weights.iou3d * ((out["occupancy"].reshape(-1) - torch.as_tensor(truth).to(points)) ** 2
+                                          ).mean()
+    return terms
+
+
+def _to_tensors(sample: dict, device: torch.device) -> dict:
+    return {k: torch.as_tensor(v).to(device) if not isinstance(v, str) else v for k, v in sample.items()}
+
+
+def train(config: AvatarConfig) -> Path:
+    """Run (or resume) training; returns the path of latest.tar."""
+    if config.train.save_every % config.train.accum_iter:
+        raise ConfigError(f"train.save_every ({config.train.save_every}) must be a multiple of train.accum_iter "
+                          f"({config.train.accum_iter}), so that a checkpoint never falls inside an accumulation")
+    device = resolve_device(config.device)
+    out_dir = Path(config.out_root) / config.experiment
+    avatar = build_avatar(config, device)
+    d = config.data
+    dataset = InterHandDataset(DataConfig(root=d.root, subject=d.subject, hand=d.hand, model=config.smpl_cfg.model_path,
+                                          mode="patch", resolution=d.resolution, crop_scale=d.crop_scale,
+                                          bbox_offset=d.bbox_offset, box_padding=d.box_padding,
+                                          n_patches=config.patch.N_patches, patch_size=config.patch.size,
+                                          sample_subject_ratio=config.patch.sample_subject_ratio,
+                                          background="random", skip=d.skip, max_frames=d.max_frames))
+    optimizer = make_optimizer(avatar, config.train)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    latest, start = out_dir / "latest.tar", 0
+    if config.resume and latest.is_file():
+        state = torch.load(latest, map_location=device, weights_only=True)
+        avatar.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["iter"])
+        print(f"resuming {latest} at iteration {start}")
+
+    def save(iteration: int) -> None:
+        state = {"iter": iteration, "network": avatar.state_dict(), "optimizer": optimizer.state_dict(),
+                 "config": json.dumps(config_to_dict(config))}
+        atomic_write(latest, lambda f: torch.save(state, f))
+
+    board = SummaryWriter(str(out_dir / "board"))
+    bar = tqdm(range(start, config.train.maxiter), initial=start, total=config.train.maxiter, desc="avatar",
+               unit="it")
+    tick = time.perf_counter()
+    for iteration in bar:
+        lr = set_learning_rates(optimizer, iteration, config.train.decay_iters)
+        torch.manual_seed(config.seed * 1_000_003 + iteration)  # patches, background and jitter of this iteration
+        index = int(torch.randint(len(dataset), ()).item())
+        sample = _to_tensors(dataset[index], device)
+        out = avatar.render(sample, stratified=True, chunk=config.chunk)
+        terms = losses(avatar, sample, out, config.train.lossweights)
+        for name, value in terms.items():
+            if not torch.isfinite(value):
+                raise FloatingPointError(f"loss term {name} became {value.item()} at iteration {iteration} (frame "
+                                         f"{sample['key']}); the last good state is {latest}: lower train.lr and "
+                                         "resume")
+        total = sum(terms.values())
+        (total / config.train.accum_iter).backward()
+        done = iteration + 1
+        if done % config.train.accum_iter == 0 or done == config.train.maxiter:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if done % config.train.log_every == 0 or done == config.train.maxiter:
+            for name, value in terms.items():
+                board.add_scalar(f"train/{name}", value.item(), done)
+            board.add_scalar("train/total", total.item(), done)
+            board.add_scalar("train/lr", lr, done)
+            board.add_scalar("train/iterations_per_s", config.train.log_every / (time.perf_counter() - tick), done)
+            tick = time.perf_counter()
+            bar.set_postfix(loss=f"{total.item():.4f}")
+        if done % config.train.save_every == 0 or done == config.train.maxiter:
+            save(done)
+    bar.close()
+    board.close()
+    print(f"wrote {latest}, TensorBoard logs in {out_dir / 'board'}")
+    return latest
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, _ = parse_config_command(AvatarConfig, DEFAULTS, argv, description=__doc__)
+    start = time.perf_counter()
+    train(config)
+    print(f"done in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
