@@ -2,6 +2,7 @@
 
     python -m handavatar.train --config configs/synthetic/demo.yaml [key.sub=value ...]
     scripts/train_hand.sh configs/synthetic/demo.yaml
+    scripts/train_hand.sh configs/synthetic/demo.yaml phase=val         # metrics of latest.tar
 
 Each iteration renders the patches of one image and adds weighted losses: L1 on the patches, the point silhouette
 of the posed hand against its dilated mask, and the occupancy at the ray samples against the winding number of the
@@ -34,6 +35,7 @@ from pairof.inside import winding_numbers
 from handavatar.data import DataConfig, InterHandDataset
 from handavatar.losses import point_silhouette, silhouette_loss
 from handavatar.model import HandAvatar
+from handavatar.validate import validate
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 HAND_OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
@@ -43,6 +45,8 @@ HAND_OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
 class DataSection:
     root: str
     subject: str
+    eval_subject: str
+    eval_skip: int
     hand: Literal["right", "left"]
     resolution: int
     crop_scale: float
@@ -98,7 +102,7 @@ class TrainSection:
 class AvatarConfig:
     experiment: str
     out_root: str
-    phase: Literal["train"]
+    phase: Literal["train", "val"]
     resume: bool
     device: Literal["auto", "cpu", "cuda"]
     seed: int
@@ -245,10 +249,29 @@ def train(config: AvatarConfig) -> Path:
     return latest
 
 
+def run_validation(config: AvatarConfig) -> dict:
+    """`phase: val`: load <out_root>/<experiment>/latest.tar and validate it (handavatar.validate)."""
+    device = resolve_device(config.device)
+    latest = Path(config.out_root) / config.experiment / "latest.tar"
+    if not latest.is_file():
+        raise FileNotFoundError(f"{latest} does not exist: train first (phase: train, scripts/train_hand.sh)")
+    avatar = build_avatar(config, device)
+    state = torch.load(latest, map_location=device, weights_only=True)
+    avatar.load_state_dict(state["network"])
+    summary = validate(config, avatar, latest.parent / "val", device)
+    print(f"iteration {state['iter']}, {summary['frames']} frames of {summary['subject']}: PSNR {summary['psnr']:.2f} "
+          f"dB, SSIM {summary['ssim']:.4f} (paper protocol); hand pixels: PSNR {summary['psnr_masked']:.2f} dB, SSIM "
+          f"{summary['ssim_masked']:.4f}; LPIPS not computed yet. Wrote {latest.parent / 'val'}/")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     config, _ = parse_config_command(AvatarConfig, DEFAULTS, argv, description=__doc__)
     start = time.perf_counter()
-    train(config)
+    if config.phase == "val":
+        run_validation(config)
+    else:
+        train(config)
     print(f"done in {time.perf_counter() - start:.0f} s")
 
 

@@ -1,12 +1,17 @@
 """The avatar trainer: a resumed run continues exactly as an uninterrupted one; missing inputs and NaNs are named."""
 
+import json
 import shutil
+
+import numpy as np
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
 
 import pytest
 import torch
 
 from smplx.config import ConfigError, load_config
-from handavatar.train import DEFAULTS, AvatarConfig, train
+from handavatar.train import DEFAULTS, AvatarConfig, run_validation, train
 from pairof.train import main as pairof_main
 
 
@@ -65,3 +70,19 @@ def test_a_nan_loss_names_its_term(setup, monkeypatch):
     monkeypatch.setattr(trainer, "losses", broken)
     with pytest.raises(FloatingPointError, match=r"loss term sil became nan at iteration 0 .*latest.tar"):
         train(_config(setup, "experiment=nan", "train.maxiter=2"))
+
+
+def test_validation_reports(setup):
+    config = _config(setup, "experiment=straight", "phase=val", "data.eval_skip=1", "data.max_frames=2")
+    summary = run_validation(config)
+    out = setup / "runs" / "straight" / "val"
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert rows[0] == "key,psnr,ssim,psnr_masked,ssim_masked" and len(rows) == 1 + summary["frames"] == 3
+    assert (out / "frames.png").is_file() and json.loads((out / "summary.json").read_text())["frames"] == 2
+    tile = np.asarray(Image.open(out / "frames.png")).astype(float) / 255  # target | rgb | albedo | shading
+    target, pred = tile[:256, :256], tile[:256, 256:512]
+    first = float(rows[1].split(",")[1])
+    assert first == pytest.approx(peak_signal_noise_ratio(target, pred, data_range=1.0), rel=1e-6)
+    assert 0 < summary["ssim"] <= 1 and np.isfinite(summary["psnr_masked"])
+    with pytest.raises(FileNotFoundError, match="train first"):
+        run_validation(_config(setup, "experiment=never", "phase=val"))
