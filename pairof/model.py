@@ -307,7 +307,7 @@ class PairOF(nn.Module):
     def nearest_anchors(self, points: Tensor, encoding: PairOFEncoding, *, chunk: int = 8192) -> tuple[Tensor, Tensor]:
         """(B, T, k) distances (>= 1e-4, differentiable) to the k nearest posed anchors and their (B, T, k) ids;
         searched in chunks of points, so memory stays at chunk x A."""
-        ids = []
+        ids = [torch.zeros(points.shape[0], 0, self.neighbours, dtype=torch.long, device=points.device)]
         with torch.no_grad():
             for s in range(0, points.shape[1], chunk):
                 d = torch.cdist(points[:, s:s + chunk], encoding.anchors)

@@ -128,6 +128,8 @@ def test_nearest_anchors_match_brute_force(hand):
     expected = full.topk(4, largest=False)
     torch.testing.assert_close(dists, expected.values.clamp_min(1e-4))
     assert torch.equal(torch.sort(ids, -1).values, torch.sort(expected.indices, -1).values)
+    none_d, none_i = field.nearest_anchors(points[:, :0], enc)  # no points (e.g. no sample with opacity)
+    assert none_d.shape == none_i.shape == (2, 0, 4)
 
 
 def test_same_pose_same_field_and_gradients_reach_the_vertices(hand):
