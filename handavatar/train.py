@@ -32,7 +32,7 @@ from smplx.fileio import atomic_write
 from smplx.manohd.skinning import load_lbs_weights
 from pairof import load_pairof
 from pairof.inside import winding_numbers
-from handavatar.data import DataConfig, InterHandDataset
+from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.losses import point_silhouette, silhouette_loss
 from handavatar.model import HandAvatar
 from handavatar.validate import validate
@@ -176,10 +176,6 @@ def losses(avatar: HandAvatar, sample: dict, out: dict, weights: LossWeights) ->
     return terms
 
 
-def _to_tensors(sample: dict, device: torch.device) -> dict:
-    return {k: torch.as_tensor(v).to(device) if not isinstance(v, str) else v for k, v in sample.items()}
-
-
 def train(config: AvatarConfig) -> Path:
     """Run (or resume) training; returns the path of latest.tar."""
     if config.train.save_every % config.train.accum_iter:
@@ -219,7 +215,7 @@ def train(config: AvatarConfig) -> Path:
         lr = set_learning_rates(optimizer, iteration, config.train.decay_iters)
         torch.manual_seed(config.seed * 1_000_003 + iteration)  # patches, background and jitter of this iteration
         index = int(torch.randint(len(dataset), ()).item())
-        sample = _to_tensors(dataset[index], device)
+        sample = to_tensors(dataset[index], device)
         out = avatar.render(sample, stratified=True, chunk=config.chunk)
         terms = losses(avatar, sample, out, config.train.lossweights)
         for name, value in terms.items():

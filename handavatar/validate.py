@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from smplx.fileio import atomic_write
-from handavatar.data import DataConfig, InterHandDataset
+from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.metrics import psnr, ssim
 
 __all__ = ["validate"]
@@ -43,8 +43,7 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
     avatar.eval()
     with torch.no_grad():
         for index in tqdm(range(len(dataset)), desc="validating", unit="frame", disable=not progress):
-            sample = {k: torch.as_tensor(v).to(device) if not isinstance(v, str) else v
-                      for k, v in dataset[index].items()}
+            sample = to_tensors(dataset[index], device)
             out = avatar.render(sample, chunk=config.chunk)
             pred = out["rgb"][0].clamp(0, 1).float().cpu()
             target = sample["target_rgb"][0].float().cpu()
@@ -52,7 +51,8 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
             pred, target = (torch.round(x * 255) / 255 for x in (pred, target))
             hand = sample["target_alpha"][0].cpu() > 0
             rows.append({"key": sample["key"], "psnr": psnr(pred, target).item(), "ssim": ssim(pred, target).item(),
-                         "psnr_masked": psnr(pred, target, hand).item(), "ssim_masked": ssim(pred, target, hand).item()})
+                         "psnr_masked": psnr(pred, target, hand).item(),
+                         "ssim_masked": ssim(pred, target, hand).item()})
             if len(tiles) < 8:
                 shading = out["shading"][0].expand(-1, -1, 3).float().cpu()
                 tiles.append(torch.cat([target, pred, out["albedo"][0].float().cpu(), shading], 1))

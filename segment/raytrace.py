@@ -19,6 +19,7 @@ import numpy as np
 import trimesh
 
 from smplx.raycast import EmbreeMesh
+from segment.interhand import project, world_to_camera
 
 __all__ = ["PinholeCamera", "Light", "ShadingModel", "FrameBuffers", "hemisphere_directions",
            "vertex_ambient_occlusion", "render"]
@@ -33,6 +34,11 @@ class PinholeCamera:
     campos: np.ndarray  # (3,) camera centre, world mm
     width: int
     height: int
+
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) pixel coordinates and (N,) camera depths (mm) of (N, 3) world points."""
+        local = world_to_camera(points, self.camrot, self.campos)
+        return project(local, self.K), local[:, 2]
 
     def rays(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World rays through image points.

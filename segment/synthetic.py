@@ -28,11 +28,12 @@ from PIL import Image
 from tqdm import tqdm
 
 import smplx
+from smplx.model_file import HandModelData
 from smplx.fileio import atomic_write
 from smplx.hand_pose import build_pose_prior, prior_poses
 from segment.annotations import BORDER_PX
 from segment.interhand import (DATA_FOLDER, HAND_TYPES, IMAGE_TREE, MANO_TO_INTERHAND, MASK_TREE, annotation_path,
-                               camera_matrix, hand_joints, image_file_name, project, tree_path, world_to_camera)
+                               camera_matrix, hand_joints, image_file_name, tree_path)
 from segment.motion import make_motion
 from segment.raytrace import Light, PinholeCamera, ShadingModel, render
 from segment.skin import SKIN_TONES, SkinTexture
@@ -124,9 +125,10 @@ def _cameras(settings: CaptureSettings) -> list[tuple[str, PinholeCamera]]:
     return out
 
 
-def _pose_frames(settings: CaptureSettings, model: smplx.MANO) -> tuple[list[_Frame], np.ndarray]:
-    """The posed world meshes of every frame of both sequences, and the subject's shape (betas)."""
-    data = model.to_model_data()
+def _pose_frames(settings: CaptureSettings, model: smplx.MANO, data: HandModelData
+                 ) -> tuple[list[_Frame], np.ndarray]:
+    """The posed world meshes of every frame of both sequences, and the subject's shape (betas); `data` holds the
+    model's arrays (model.to_model_data())."""
     is_rhand = settings.hand == "right"
     rest_joints = data.j_regressor @ data.v_template
     frames_ = model.pose_frames()
@@ -166,12 +168,11 @@ def _check_cameras(frames: list[_Frame], cameras: list[tuple[str, PinholeCamera]
     sizes = []
     for cam_id, cam in cameras:
         for f in frames:
-            local = world_to_camera(f.vertices, cam.camrot, cam.campos)
-            if local[:, 2].min() < 1.0:
+            uv, depth = cam.project(f.vertices)
+            if depth.min() < 1.0:
                 raise SyntheticCaptureError(
                     f"the hand is behind camera {cam_id} in frame {f.frame_idx} ({f.seq_name}): its nearest point is "
-                    f"{local[:, 2].min():.0f} mm in front of it; raise --distance")
-            uv = project(local, cam.K)
+                    f"{depth.min():.0f} mm in front of it; raise --distance")
             lo, hi = uv.min(0), uv.max(0)
             if lo.min() < BORDER_PX or hi[0] > cam.width - 1 - BORDER_PX or hi[1] > cam.height - 1 - BORDER_PX:
                 raise SyntheticCaptureError(
@@ -184,7 +185,7 @@ def _check_cameras(frames: list[_Frame], cameras: list[tuple[str, PinholeCamera]
 
 def _bbox(vertices: np.ndarray, cam: PinholeCamera) -> list[float]:
     """[x, y, w, h] px of the projected mesh."""
-    uv = project(world_to_camera(vertices, cam.camrot, cam.campos), cam.K)
+    uv, _ = cam.project(vertices)
     (x0, y0), (x1, y1) = uv.min(0), uv.max(0)
     return [round(float(v), 4) for v in (x0, y0, x1 - x0, y1 - y0)]
 
@@ -256,7 +257,7 @@ def _render_task(task: tuple[np.ndarray, int, dict[str, Path]]) -> None:
     w = _WORKER
     settings: CaptureSettings = w["settings"]
     cam = w["cameras"][cam_index][1]
-    uv = project(world_to_camera(vertices, cam.camrot, cam.campos), cam.K)
+    uv, _ = cam.project(vertices)
     window = (int(np.floor(uv[:, 0].min())) - 2, int(np.floor(uv[:, 1].min())) - 2,
               int(np.ceil(uv[:, 0].max())) + 3, int(np.ceil(uv[:, 1].max())) + 3)
     fb = render(vertices, w["faces"], cam, w["light"], w["shading"], w["texture"],
@@ -382,7 +383,8 @@ def make_capture(settings: CaptureSettings, out: str | Path, *, workers: int = 2
                              dtype=torch.float64)
     except (FileNotFoundError, ValueError) as error:
         raise SyntheticCaptureError(f"cannot load the hand model --model {settings.model}: {error}") from error
-    frames, betas = _pose_frames(settings, model)
+    data = model.to_model_data()
+    frames, betas = _pose_frames(settings, model, data)
     cameras = _cameras(settings)
     box_range = _check_cameras(frames, cameras)
     light = _light(settings)
@@ -399,7 +401,6 @@ def make_capture(settings: CaptureSettings, out: str | Path, *, workers: int = 2
             else:
                 tasks.append((f.vertices, index, paths))
 
-    data = model.to_model_data()
     faces = model.output_faces.numpy()
     loop = model.seal_loop.numpy()
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import smplx
-from handavatar.data import DataConfig, InterHandDataset
+from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.model import HandAvatar, SelF
 from pairof import PairOF
 
@@ -21,7 +21,7 @@ def parts(synthetic_capture, tmp_path_factory):
     config = DataConfig(root=str(root), mode="patch", n_patches=2, patch_size=8, sample_subject_ratio=1.0,
                         background="black")
     torch.manual_seed(0)
-    sample = {k: torch.as_tensor(v) if not isinstance(v, str) else v for k, v in InterHandDataset(config)[0].items()}
+    sample = to_tensors(InterHandDataset(config)[0])
     hand = smplx.subdivide(smplx.create("open_hand", **OPTIONS), 1)
     return hand, sample
 

@@ -26,7 +26,7 @@ from segment.preprocess import AnnotationCache, load_cache
 from handavatar.data.crop import crop_intrinsics, crop_transform, warp
 from handavatar.data.rays import box_hit_mask, pixel_directions, ray_box_intersection
 
-__all__ = ["DataConfig", "InterHandDataset"]
+__all__ = ["DataConfig", "InterHandDataset", "to_tensors"]
 
 _log = logging.getLogger(__name__)
 
@@ -154,3 +154,8 @@ class InterHandDataset(Dataset):
             centre = pool[rng.integers(len(pool))] if len(pool) else np.array([cfg.resolution // 2] * 2)
             corners.append(np.clip(centre - cfg.patch_size // 2, 0, cfg.resolution - cfg.patch_size))
         return np.stack(corners)
+
+
+def to_tensors(sample: dict, device: torch.device | str = "cpu") -> dict:
+    """A sample of InterHandDataset as tensors on `device` (strings such as the frame key stay as they are)."""
+    return {k: v if isinstance(v, str) else torch.as_tensor(v).to(device) for k, v in sample.items()}
