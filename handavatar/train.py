@@ -4,17 +4,21 @@
     scripts/train_hand.sh configs/synthetic/demo.yaml
     scripts/train_hand.sh configs/synthetic/demo.yaml phase=val         # metrics of latest.tar
 
-Each iteration renders the patches of one image and adds weighted losses: L1 on the patches, the point silhouette
-of the posed hand against its dilated mask, and the occupancy at the ray samples against the winding number of the
-sealed posed MANO-HD. Gradients accumulate over `train.accum_iter` images per Adam step; the learning rates (one for
-the albedo field, SelF and the deformer, one for PairOF's decoder) fall 10x over `train.decay_iters` iterations.
+Each iteration renders the patches of one image and adds weighted losses: LPIPS and L1 on the patches, the point
+silhouette of the posed hand against its dilated mask, and the occupancy at the ray samples against the winding
+number of the sealed posed MANO-HD. Gradients accumulate over `train.accum_iter` images per Adam step; the learning
+rates (one for the albedo field, SelF and the deformer, one for PairOF's decoder) fall 10x over `train.decay_iters`
+images.
 Writes <out_root>/<experiment>/: latest.tar (iteration, model and optimizer state; written atomically;
-a later run with resume: true continues exactly), board/ (TensorBoard) and config.yaml. A NaN or infinite loss stops
-the run, naming the term, with the last good latest.tar kept.
+a later run with resume: true continues exactly), board/ (TensorBoard: losses, learning rates, iterations/s, and
+every `train.progress_every` iterations renders and metrics of a few evaluation frames), progress.csv (those metrics
+against training time) and config.yaml. A NaN or infinite loss stops the run, naming the term, with the last good
+latest.tar kept. Under `torchrun` (handavatar.distributed) the processes train one model together.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from typing import Literal
 
 import torch
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -34,8 +39,10 @@ from pairof import load_pairof
 from pairof.inside import winding_numbers
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.losses import point_silhouette, silhouette_loss
+from handavatar.lpips import LPIPS, load_lpips
 from handavatar.model import HandAvatar
-from handavatar.validate import validate
+from handavatar.distributed import setup_distributed
+from handavatar.validate import Progress, evaluation_dataset, validate
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 HAND_OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
@@ -81,6 +88,7 @@ class NetworkSection:
 
 @dataclass
 class LossWeights:
+    lpips: float
     l1: float
     sil: float
     iou3d: float
@@ -96,6 +104,46 @@ class TrainSection:
     lossweights: LossWeights
     log_every: int
     save_every: int
+    progress_every: int
+    progress_frames: int
+
+
+@dataclass
+class LpipsSection:
+    vgg: str
+    heads: str
+
+
+@dataclass
+class RenderSection:
+    renderer: Literal["fast", "reference"]
+    group: int
+    tolerance: float
+    band: float
+
+
+@dataclass
+class RunSection:
+    mode: Literal["test", "freeview", "freepose", "tpose", "movement"]
+    ckpt: str
+    frame_idx: int
+    axis: Literal["x", "y", "z"]
+    views: int
+    frames: int
+    joint_rot: dict[str, list[list[float]]]
+    tpose_orbit: bool
+    motion_subject: str
+    motion_root: str
+    motion_file: str
+    motion_orient: Literal["motion", "frame"]
+    motion_skip: int
+    layer: Literal["rgb", "albedo", "shading"]
+    save_layers: bool
+    export_mesh: bool
+    mesh_format: Literal["obj", "ply"]
+    mesh_resolution: int
+    resolution: int
+    fps: int
 
 
 @dataclass
@@ -109,12 +157,15 @@ class AvatarConfig:
     N_samples: int
     chunk: int
     sampling: Literal["box", "parts"]
+    render: RenderSection
     precision: Literal["float32", "bfloat16"]
     data: DataSection
     patch: PatchSection
     smpl_cfg: SmplSection
     network: NetworkSection
     train: TrainSection
+    lpips: LpipsSection
+    run: RunSection
 
 
 def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
@@ -135,7 +186,9 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
     torch.manual_seed(config.seed)
     net = config.network
     return HandAvatar(hand, field, deformer=net.deformer, shading=net.shading, code_dim=net.code_dim,
-                      anchor_levels=net.anchor_levels, samples=config.N_samples, sampling=config.sampling).to(device)
+                      anchor_levels=net.anchor_levels, samples=config.N_samples, sampling=config.sampling,
+                      renderer=config.render.renderer, group=config.render.group,
+                      tolerance=config.render.tolerance, band=config.render.band).to(device)
 
 
 def make_optimizer(avatar: HandAvatar, train: TrainSection) -> torch.optim.Adam:
@@ -156,9 +209,24 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, iteration: int, decay_i
     return optimizer.param_groups[0]["lr"]
 
 
-def losses(avatar: HandAvatar, sample: dict, out: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
-    """The weighted loss terms of one rendered sample (only those with a non-zero weight)."""
+def check_patch_size(lpips: LPIPS, size: int, device: torch.device) -> None:
+    """Raise ConfigError when `lpips` cannot measure patches of size x size pixels."""
+    try:
+        with torch.no_grad():
+            lpips(torch.zeros(1, 3, size, size, device=device), torch.zeros(1, 3, size, size, device=device))
+    except RuntimeError as error:
+        raise ConfigError(f"patch.size {size} is too small for the perceptual loss {lpips.name} ({error}); use "
+                          "patch.size >= 24 or set train.lossweights.lpips=0") from None
+
+
+def losses(avatar: HandAvatar, sample: dict, out: dict, weights: LossWeights, lpips: LPIPS | None = None
+           ) -> dict[str, torch.Tensor]:
+    """The weighted loss terms of one rendered sample (only those with a non-zero weight; `lpips` is needed when
+    its weight is not zero)."""
     terms = {}
+    if weights.lpips:
+        patches = out["rgb"].permute(0, 3, 1, 2).float()
+        terms["lpips"] = weights.lpips * lpips(patches, sample["target_rgb"].permute(0, 3, 1, 2).float()).mean()
     if weights.l1:
         terms["l1"] = weights.l1 * (out["rgb"] - sample["target_rgb"]).abs().mean()
     if weights.sil:
@@ -177,11 +245,13 @@ def losses(avatar: HandAvatar, sample: dict, out: dict, weights: LossWeights) ->
 
 
 def train(config: AvatarConfig) -> Path:
-    """Run (or resume) training; returns the path of latest.tar."""
+    """Run (or resume) training; returns the path of latest.tar. Under `torchrun` each process renders its own
+    image per iteration and DistributedDataParallel averages the gradients; rank 0 logs and saves."""
     if config.train.save_every % config.train.accum_iter:
         raise ConfigError(f"train.save_every ({config.train.save_every}) must be a multiple of train.accum_iter "
                           f"({config.train.accum_iter}), so that a checkpoint never falls inside an accumulation")
-    device = resolve_device(config.device)
+    group = setup_distributed(resolve_device(config.device))
+    device = group.device
     out_dir = Path(config.out_root) / config.experiment
     avatar = build_avatar(config, device)
     d = config.data
@@ -191,44 +261,64 @@ def train(config: AvatarConfig) -> Path:
                                           n_patches=config.patch.N_patches, patch_size=config.patch.size,
                                           sample_subject_ratio=config.patch.sample_subject_ratio,
                                           background="random", skip=d.skip, max_frames=d.max_frames))
+    lpips = load_lpips(config.lpips.vgg, config.lpips.heads, device=device)
+    if config.train.lossweights.lpips:
+        check_patch_size(lpips, config.patch.size, device)
     optimizer = make_optimizer(avatar, config.train)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    latest, start = out_dir / "latest.tar", 0
+    latest, start, seconds = out_dir / "latest.tar", 0, 0.0
     if config.resume and latest.is_file():
         state = torch.load(latest, map_location=device, weights_only=True)
         avatar.load_state_dict(state["network"])
         optimizer.load_state_dict(state["optimizer"])
-        start = int(state["iter"])
-        print(f"resuming {latest} at iteration {start}")
+        start, seconds = int(state["iter"]), float(state.get("seconds", 0.0))
+        if group.main:
+            print(f"resuming {latest} at iteration {start}")
+    model = avatar if group.world == 1 else DistributedDataParallel(
+        avatar, find_unused_parameters=True, broadcast_buffers=False)
 
     def save(iteration: int) -> None:
-        state = {"iter": iteration, "network": avatar.state_dict(), "optimizer": optimizer.state_dict(),
-                 "config": json.dumps(config_to_dict(config))}
+        state = {"iter": iteration, "seconds": seconds, "network": avatar.state_dict(),
+                 "optimizer": optimizer.state_dict(), "config": json.dumps(config_to_dict(config))}
         atomic_write(latest, lambda f: torch.save(state, f))
 
-    board = SummaryWriter(str(out_dir / "board"))
+    board = progress = None
+    if group.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        board = SummaryWriter(str(out_dir / "board"))
+        board.add_text("perceptual_metric", lpips.name, start)
+        print(f"perceptual loss and metric: {lpips.name}; {group.world} process(es) on {device}")
+        if config.train.progress_every:
+            progress = Progress(config, evaluation_dataset(config), lpips, out_dir / "progress.csv", device)
     bar = tqdm(range(start, config.train.maxiter), initial=start, total=config.train.maxiter, desc="avatar",
-               unit="it")
+               unit="it", disable=not group.main)
     tick = time.perf_counter()
     for iteration in bar:
-        lr = set_learning_rates(optimizer, iteration, config.train.decay_iters)
-        torch.manual_seed(config.seed * 1_000_003 + iteration)  # patches, background and jitter of this iteration
+        began = time.perf_counter()
+        step = (iteration + 1) % config.train.accum_iter == 0 or iteration + 1 == config.train.maxiter
+        # one image per process: image j = iteration x world + rank of the sequence a single process would see
+        image = iteration * group.world + group.rank
+        lr = set_learning_rates(optimizer, (iteration + 1) * group.world - 1, config.train.decay_iters)
+        torch.manual_seed(config.seed * 1_000_003 + image)  # patches, background and jitter of this image
         index = int(torch.randint(len(dataset), ()).item())
         sample = to_tensors(dataset[index], device)
-        out = avatar.render(sample, stratified=True, chunk=config.chunk)
-        terms = losses(avatar, sample, out, config.train.lossweights)
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"loss term {name} became {value.item()} at iteration {iteration} (frame "
-                                         f"{sample['key']}); the last good state is {latest}: lower train.lr and "
-                                         "resume")
-        total = sum(terms.values())
-        (total / config.train.accum_iter).backward()
-        done = iteration + 1
-        if done % config.train.accum_iter == 0 or done == config.train.maxiter:
+        with contextlib.nullcontext() if step or group.world == 1 else model.no_sync():
+            out = model(sample, stratified=True, chunk=config.chunk)
+            terms = losses(avatar, sample, out, config.train.lossweights, lpips)
+            for name, value in terms.items():
+                if not torch.isfinite(value):
+                    raise FloatingPointError(f"loss term {name} became {value.item()} at iteration {iteration} "
+                                             f"(frame {sample['key']}); the last good state is {latest}: lower "
+                                             "train.lr and resume")
+            total = sum(terms.values())
+            (total / config.train.accum_iter).backward()
+        if step:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+        done = iteration + 1
+        seconds += time.perf_counter() - began
+        if not group.main:
+            continue
         if done % config.train.log_every == 0 or done == config.train.maxiter:
             for name, value in terms.items():
                 board.add_scalar(f"train/{name}", value.item(), done)
@@ -239,9 +329,14 @@ def train(config: AvatarConfig) -> Path:
             bar.set_postfix(loss=f"{total.item():.4f}")
         if done % config.train.save_every == 0 or done == config.train.maxiter:
             save(done)
+        if progress is not None and (done % config.train.progress_every == 0 or done == config.train.maxiter):
+            progress.log(avatar, board, done, seconds)
+            tick = time.perf_counter()
     bar.close()
-    board.close()
-    print(f"wrote {latest}, TensorBoard logs in {out_dir / 'board'}")
+    group.close()
+    if group.main:
+        board.close()
+        print(f"wrote {latest}, TensorBoard logs in {out_dir / 'board'}")
     return latest
 
 
@@ -257,7 +352,9 @@ def run_validation(config: AvatarConfig) -> dict:
     summary = validate(config, avatar, latest.parent / "val", device)
     print(f"iteration {state['iter']}, {summary['frames']} frames of {summary['subject']}: PSNR {summary['psnr']:.2f} "
           f"dB, SSIM {summary['ssim']:.4f} (paper protocol); hand pixels: PSNR {summary['psnr_masked']:.2f} dB, SSIM "
-          f"{summary['ssim_masked']:.4f}; LPIPS not computed yet. Wrote {latest.parent / 'val'}/")
+          f"{summary['ssim_masked']:.4f}; LPIPS {summary['lpips']:.4f} ({summary['lpips_name']})" +
+          (f"; albedo error {summary['albedo_error']:.4f}, shading error {summary['shading_error']:.4f}"
+           if "albedo_error" in summary else "") + f". Wrote {latest.parent / 'val'}/")
     return summary
 
 

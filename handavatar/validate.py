@@ -1,9 +1,11 @@
 """Validation (`phase: val`, reference §7.3): render the evaluation subject with the trained avatar and report
-PSNR and SSIM as the paper measures them (the whole square crop, black background, only box rays rendered) and on
-the hand's pixels only.
+PSNR, SSIM and LPIPS as the paper measures them (the whole square crop, black background, 8-bit, only box rays
+rendered), PSNR and SSIM on the hand's pixels only, and, on a synthetic capture, the albedo and shading errors
+against their ground truth. The LPIPS used (LPIPS-VGG or ST-LPIPS, handavatar.lpips) is named in the summary.
 
-Writes, next to latest.tar: val/metrics.csv (one row per frame), val/summary.json (means, with the protocol named)
-and val/frames.png (up to 8 frames: target | rgb | albedo | shading). LPIPS is not computed yet.
+Writes, next to latest.tar: val/metrics.csv (one row per frame), val/summary.json (means, with the protocols named)
+and val/frames.png (up to 8 frames: rgb | albedo | shading | target | mask). `Progress` does the same for a few
+frames during training, into TensorBoard.
 """
 
 from __future__ import annotations
@@ -18,9 +20,59 @@ from tqdm import tqdm
 
 from smplx.fileio import atomic_write
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
+from handavatar.lpips import LPIPS, load_lpips
 from handavatar.metrics import psnr, ssim
 
-__all__ = ["validate"]
+__all__ = ["validate", "evaluation_dataset", "frame_metrics", "layer_errors", "Progress"]
+
+
+def evaluation_dataset(config) -> InterHandDataset:
+    """Every `data.eval_skip`-th frame of `data.eval_subject` as whole crops on black (the paper protocol)."""
+    d = config.data
+    return InterHandDataset(DataConfig(root=d.root, subject=d.eval_subject, hand=d.hand,
+                                       model=config.smpl_cfg.model_path, mode="image", resolution=d.resolution,
+                                       crop_scale=d.crop_scale, bbox_offset=d.bbox_offset, box_padding=d.box_padding,
+                                       background="black", skip=d.eval_skip, max_frames=d.max_frames))
+
+
+def frame_metrics(rgb: torch.Tensor, sample: dict, lpips: LPIPS | None = None) -> dict[str, float]:
+    """PSNR, SSIM (and LPIPS) of one rendered frame (P = 1): the paper protocol (whole crop, both images quantised to
+    8 bits) and PSNR/SSIM on the hand's pixels.
+
+    Args:
+        rgb: (1, H, W, 3) rendered colour; sample: the dataset sample it renders.
+    """
+    pred = torch.round(rgb[0].clamp(0, 1).float().cpu() * 255) / 255
+    target = torch.round(sample["target_rgb"][0].float().cpu() * 255) / 255
+    hand = sample["target_alpha"][0].cpu() > 0
+    metrics = {"psnr": psnr(pred, target).item(), "ssim": ssim(pred, target).item(),
+               "psnr_masked": psnr(pred, target, hand).item(), "ssim_masked": ssim(pred, target, hand).item()}
+    if lpips is not None:
+        device = next(lpips.parameters()).device
+        metrics["lpips"] = lpips(pred.permute(2, 0, 1)[None].to(device), target.permute(2, 0, 1)[None].to(device)
+                                 ).item()
+    return metrics
+
+
+def layer_errors(out: dict, sample: dict) -> dict[str, float]:
+    """Mean absolute error on the hand's pixels of the rendered albedo and shading against a synthetic capture's
+    ground truth, after the usual per-channel scale alignment (albedo x shading is only known up to a scale per
+    channel: each rendered channel is multiplied by the least-squares scale onto the truth first)."""
+    hand = sample["target_alpha"][0].cpu() > 0
+    errors = {}
+    for name in ("albedo", "shading"):
+        pred = out[name][0].float().cpu()[hand]  # (N, C)
+        truth = sample[f"target_{name}"][0].float().cpu()[hand]
+        scale = (pred * truth).sum(0) / (pred * pred).sum(0).clamp_min(1e-12)
+        errors[f"{name}_error"] = (scale * pred - truth).abs().mean().item()
+    return errors
+
+
+def _tile(out: dict, sample: dict) -> torch.Tensor:
+    """(H, 5W, 3) rgb | albedo | shading | target | mask of a rendered frame (P = 1)."""
+    panels = [out["rgb"][0].clamp(0, 1), out["albedo"][0].clamp(0, 1), out["shading"][0].expand(-1, -1, 3),
+              sample["target_rgb"][0], sample["target_alpha"][0][..., None].expand(-1, -1, 3)]
+    return torch.cat([p.float().cpu() for p in panels], 1)
 
 
 def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: bool = True) -> dict:
@@ -34,38 +86,64 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
         The summary dict.
     """
     d = config.data
-    dataset = InterHandDataset(DataConfig(root=d.root, subject=d.eval_subject, hand=d.hand,
-                                          model=config.smpl_cfg.model_path, mode="image", resolution=d.resolution,
-                                          crop_scale=d.crop_scale, bbox_offset=d.bbox_offset,
-                                          box_padding=d.box_padding, background="black", skip=d.eval_skip,
-                                          max_frames=d.max_frames))
+    dataset = evaluation_dataset(config)
+    dataset.config.layers = synthetic = (Path(d.root) / "capture.json").is_file()
+    lpips = load_lpips(config.lpips.vgg, config.lpips.heads, device=device)
     rows, tiles = [], []
     avatar.eval()
     with torch.no_grad():
         for index in tqdm(range(len(dataset)), desc="validating", unit="frame", disable=not progress):
             sample = to_tensors(dataset[index], device)
             out = avatar.render(sample, chunk=config.chunk)
-            pred = out["rgb"][0].clamp(0, 1).float().cpu()
-            target = sample["target_rgb"][0].float().cpu()
-            # the published protocol quantises both images to 8 bits before measuring
-            pred, target = (torch.round(x * 255) / 255 for x in (pred, target))
-            hand = sample["target_alpha"][0].cpu() > 0
-            rows.append({"key": sample["key"], "psnr": psnr(pred, target).item(), "ssim": ssim(pred, target).item(),
-                         "psnr_masked": psnr(pred, target, hand).item(),
-                         "ssim_masked": ssim(pred, target, hand).item()})
+            rows.append({"key": sample["key"], **frame_metrics(out["rgb"], sample, lpips),
+                         **(layer_errors(out, sample) if synthetic else {})})
             if len(tiles) < 8:
-                shading = out["shading"][0].expand(-1, -1, 3).float().cpu()
-                tiles.append(torch.cat([target, pred, out["albedo"][0].float().cpu(), shading], 1))
+                tiles.append(_tile(out, sample))
     avatar.train()
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = ["key", "psnr", "ssim", "psnr_masked", "ssim_masked"]
+    names = list(rows[0])
     text = "\n".join([",".join(names)] + [",".join(str(r[n]) for n in names) for r in rows]) + "\n"
     atomic_write(out_dir / "metrics.csv", lambda f: f.write(text.encode()))
     summary = {"subject": d.eval_subject, "frames": len(rows), "eval_skip": d.eval_skip,
-               "protocol": "paper: whole 256x256 crop, black background, 8-bit; masked: hand pixels only",
-               "lpips": "not computed yet",
+               "protocol": f"paper: whole {d.resolution}x{d.resolution} crop, black background, 8-bit; masked: hand "
+                           "pixels only (PSNR, SSIM)",
+               "lpips_name": lpips.name, "renderer": avatar.renderer,
                **{name: float(np.mean([r[name] for r in rows])) for name in names[1:]}}
+    if synthetic:
+        summary["layer_protocol"] = ("albedo_error, shading_error: mean absolute error on hand pixels in [0, 1] after "
+                                     "a least-squares scale per channel")
     atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
     picture = Image.fromarray((torch.cat(tiles, 0).numpy() * 255 + 0.5).astype(np.uint8))
     atomic_write(out_dir / "frames.png", lambda f: picture.save(f, format="PNG"))
     return summary
+
+
+class Progress:
+    """Progress during training (rank 0): renders the first `train.progress_frames` evaluation frames, writes the
+    tile rgb | albedo | shading | target | mask and the mean PSNR/SSIM/LPIPS to TensorBoard ('progress/...') and
+    appends a row (iteration, training seconds, metrics) to progress.csv."""
+
+    def __init__(self, config, dataset: InterHandDataset, lpips: LPIPS, csv: Path, device: torch.device):
+        self.samples = [to_tensors(dataset[i], device) for i in range(min(config.train.progress_frames,
+                                                                          len(dataset)))]
+        self.lpips, self.csv, self.chunk = lpips, csv, config.chunk
+
+    def log(self, avatar, board, iteration: int, seconds: float) -> dict[str, float]:
+        avatar.eval()
+        rows, tiles = [], []
+        with torch.no_grad():
+            for sample in self.samples:
+                out = avatar.render(sample, chunk=self.chunk)
+                rows.append(frame_metrics(out["rgb"], sample, self.lpips))
+                tiles.append(_tile(out, sample))
+        avatar.train()
+        means = {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
+        board.add_image("progress", torch.cat(tiles, 0).numpy(), iteration, dataformats="HWC")
+        for name, value in means.items():
+            board.add_scalar(f"progress/{name}", value, iteration)
+        header = not self.csv.is_file()
+        with open(self.csv, "a") as f:
+            if header:
+                f.write(",".join(["iteration", "seconds", *means]) + "\n")
+            f.write(",".join([str(iteration), f"{seconds:.1f}", *(f"{v:.6f}" for v in means.values())]) + "\n")
+        return means

@@ -78,6 +78,11 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a list, got {value!r}")
         (item,) = typing.get_args(kind)[:1] or (Any,)
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:  # a table whose keys the user chooses (e.g. one row per joint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        key_kind, item = typing.get_args(kind) or (Any, Any)
+        return {_coerce(k, key_kind, where): _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")

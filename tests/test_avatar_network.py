@@ -8,7 +8,8 @@ import torch
 
 import smplx
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
-from handavatar.model import HandAvatar, SelF
+from handavatar.model import HandAvatar
+from handavatar.render.anchors import AnchorIndex
 from pairof import PairOF
 
 OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
@@ -69,38 +70,111 @@ def test_ablation_switches(parts):
     torch.testing.assert_close(posed.vertices, direct.vertices)
 
 
-def test_rendering_only_nonzero_opacity_samples_changes_nothing(parts):
-    """Albedo and shading are evaluated only where the opacity is not zero; evaluating them everywhere (the published
-    way) composites to the same picture."""
-    hand, sample = parts
-    avatar = _avatar(hand)
-    mask = sample["ray_mask"]
+def _rays(avatar, sample):
     posed = avatar.pose(sample["global_orient"][None], sample["hand_pose"][None])
     encoding = avatar.field.encode(posed.vertices, posed.joints, posed.full_pose)
-    origin, directions = sample["rays_o"], sample["rays_d"][mask]
-    near, far = sample["near"][mask], sample["far"][mask]
+    mask = sample["ray_mask"]
+    return (sample["rays_o"], sample["rays_d"][mask], sample["near"][mask], sample["far"][mask], posed, encoding,
+            sample["bgcolor"])
+
+
+@pytest.mark.parametrize("sampling", ["box", "parts"])
+def test_fast_renderer_draws_what_the_reference_draws(parts, sampling):
+    """Without early termination the fast renderer composites exactly the reference's picture (every sample, every
+    pair, every anchor), and its gradients are the reference's."""
+    hand, sample = parts
+    fast = _avatar(hand, sampling=sampling, tolerance=0.0)
+    reference = _avatar(hand, sampling=sampling, renderer="reference")
+    reference.load_state_dict(fast.state_dict())
+    outs = []
+    for avatar in (fast, reference):
+        out = avatar.render_rays(*_rays(avatar, sample), stratified=True, generator=torch.Generator().manual_seed(3))
+        (out["rgb"].sum() + out["alpha"].sum()).backward()
+        outs.append(out)
+    for name in ("rgb", "albedo", "shading", "depth", "alpha"):
+        torch.testing.assert_close(outs[0][name], outs[1][name], rtol=1e-5, atol=1e-6)
+    assert outs[0]["alpha"].max() > 0.2
+    if sampling == "box":  # samples outside every part box were left out
+        assert outs[0]["points"].shape[0] < 0.9 * outs[1]["points"].shape[0]
+    for (name, a), b in zip(fast.named_parameters(), reference.parameters()):
+        if a.grad is not None or b.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_rays_that_miss_every_box_are_background_without_the_network(parts, monkeypatch):
+    hand, sample = parts
+    avatar = _avatar(hand)
+    origin, directions, near, far, posed, encoding, background = _rays(avatar, sample)
+    away = -directions  # the hand is in front of the camera: these rays look the other way
+    monkeypatch.setattr(avatar.field, "query", lambda *a, **k: pytest.fail("the network was queried"))
     with torch.no_grad():
-        ours = avatar.render_rays(origin, directions, near, far, posed, encoding, sample["bgcolor"])
-        points = ours["points"]
-        full = avatar.field.query(points.reshape(1, -1, 3), encoding, intermediate=True)
-        albedo = avatar.albedo(full.anchor_dists[0], full.anchor_ids[0]).view(*points.shape[:2], 3)
-        weights = full.anchor_dists[0].reciprocal()
-        weights = weights / weights.sum(-1, keepdim=True)
-        embedding = (weights[..., None] * avatar.anchor_embedding[full.anchor_ids[0]]).sum(-2)
-        soft = full.soft_part_occupancy[0].transpose(0, 1).reshape(*points.shape[:2], -1)
-        shading = avatar.shading(SelF.occlusion(soft), embedding.view(*points.shape[:2], -1), posed.full_pose[0])
-        alpha = full.occupancy.view(points.shape[:2])
-        w = alpha * torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1] + 1e-10], 1), 1)
-        rgb = (w[..., None] * albedo * shading).sum(1) + (1 - w.sum(1))[:, None] * sample["bgcolor"]
-    assert (alpha == 0).float().mean() > 0.2  # the shortcut skips a good share of the samples
-    torch.testing.assert_close(ours["rgb"], rgb)
+        out = avatar.render_rays(origin, away, near, far, posed, encoding, background)
+    assert torch.all(out["alpha"] == 0) and torch.all(out["rgb"] == background) and out["points"].shape == (0, 3)
+
+
+@pytest.mark.parametrize("tolerance", [0.02, 0.2])
+def test_early_termination_changes_a_pixel_by_less_than_the_tolerance(parts, tolerance):
+    hand, sample = parts
+    exact = _avatar(hand, tolerance=0.0)
+    early = _avatar(hand, tolerance=tolerance, group=1)
+    opaque = {"field.decoder.layers.4.bias": torch.tensor([-40.0])}  # an opaque hand, so rays do stop
+    for avatar in (exact, early):
+        avatar.load_state_dict({**exact.state_dict(), **opaque})
+    with torch.no_grad():
+        a = exact.render_rays(*_rays(exact, sample))
+        b = early.render_rays(*_rays(early, sample))
+    assert b["points"].shape[0] < a["points"].shape[0]  # some rays stopped early
+    for name in ("rgb", "albedo", "shading", "alpha"):
+        assert (a[name] - b[name]).abs().max() <= tolerance, name
+
+
+def test_surface_band_evaluates_only_near_the_surface(parts, monkeypatch):
+    """With a band, the network only sees samples within it of a posed anchor; a band wider than the boxes draws the
+    exact picture."""
+    hand, sample = parts
+    exact = _avatar(hand, tolerance=0.0)
+    banded = _avatar(hand, tolerance=0.0, band=0.05)
+    wide = _avatar(hand, tolerance=0.0, band=100.0)
+    for avatar in (banded, wide):
+        avatar.load_state_dict(exact.state_dict())
+    with torch.no_grad():
+        reference = exact.render_rays(*_rays(exact, sample))
+        rays = _rays(banded, sample)
+        queried = []
+        real = banded.field.query
+        monkeypatch.setattr(banded.field, "query", lambda points, *a, **k: queried.append(points) or real(points, *a,
+                                                                                                        **k))
+        near = banded.render_rays(*rays)
+        far = wide.render_rays(*_rays(wide, sample))
+    points = torch.cat([p[0] for p in queried])
+    anchors = rays[5].anchors[0]
+    assert 0 < points.shape[0] < reference["points"].shape[0]
+    assert torch.cdist(points, anchors).amin(1).max() <= 0.05 + 1e-6
+    torch.testing.assert_close(far["rgb"], reference["rgb"])
+    # (how close the banded picture is depends on the trained field: bench/render.py measures it)
+    assert near["alpha"].max() > 0
+
+
+def test_anchor_index_finds_the_nearest_anchors(parts):
+    hand, _ = parts
+    field = PairOF.from_layer(hand, part_samples=32, anchors=256)
+    posed = hand(global_orient=torch.tensor([[0.3, -0.2, 0.1]]), hand_pose=0.3 * torch.randn(1, 45))
+    encoding = field.encode(posed.vertices, posed.joints, posed.full_pose)
+    points = posed.vertices[:, :500] + 0.05 * torch.randn(1, 500, 3)
+    index = AnchorIndex(encoding.anchors[0], 4)
+    dists, ids = index.query(points[0])
+    brute_dists, brute_ids = field.nearest_anchors(points, encoding)
+    torch.testing.assert_close(dists, brute_dists[0])
+    radius = float(brute_dists[0, :, 0].median())
+    assert torch.equal(index.near(points[0], radius), brute_dists[0, :, 0] <= radius)
+    assert (ids == brute_ids[0]).float().mean() > 0.99  # ids may differ only between anchors at equal distance
 
 
 def test_sampling_inside_the_part_boxes(parts):
     """sampling='parts' puts every sample of a ray that meets the boxes inside some part box (occupancy can only be
     non-zero there), and renders the same kind of picture."""
     hand, sample = parts
-    avatar = _avatar(hand, sampling="parts")
+    avatar = _avatar(hand, sampling="parts", renderer="reference")  # returns every sample, ray-major
     posed = avatar.pose(sample["global_orient"][None], sample["hand_pose"][None])
     encoding = avatar.field.encode(posed.vertices, posed.joints, posed.full_pose)
     mask = sample["ray_mask"]
@@ -108,9 +182,11 @@ def test_sampling_inside_the_part_boxes(parts):
         out = avatar.render_rays(sample["rays_o"], sample["rays_d"][mask], sample["near"][mask], sample["far"][mask],
                                  posed, encoding, sample["bgcolor"])
         _, inside = avatar.field.part_boxes(out["points"].reshape(1, -1, 3), encoding)
-    inside = inside.any(1).view(out["points"].shape[:2])
+    inside = inside.any(1).view(-1, avatar.samples)
     reached = inside.any(1)
     assert reached.float().mean() > 0.5 and torch.all(inside[reached])
     assert torch.all(out["alpha"][~reached] == 0)
     with pytest.raises(ValueError, match="sampling 'grid'"):
         _avatar(hand, sampling="grid")
+    with pytest.raises(ValueError, match="renderer 'slow'"):
+        _avatar(hand, renderer="slow")

@@ -12,16 +12,14 @@ import torch
 
 from smplx.config import ConfigError, load_config
 from handavatar.train import DEFAULTS, AvatarConfig, run_validation, train
-from pairof.train import main as pairof_main
+from tests.hand_fixtures import train_tiny_pairof
 
 
 @pytest.fixture(scope="module")
 def setup(synthetic_capture, tmp_path_factory):
     work = tmp_path_factory.mktemp("avatar_train")
     shutil.copytree(synthetic_capture, work / "capture")
-    pairof_main([f"out_root={work}", "name=field", "model.path=open_hand", "model.levels=1", "model.lbs_weights=",
-                 "field.part_samples=32", "field.anchors=256", "batch=1", "points.per_part=16", "eval_poses=1",
-                 "eval_points=256", "mesh_resolution=16", "publish=false", "steps=2", "precision=float32"])
+    train_tiny_pairof(work)
     return work
 
 
@@ -30,7 +28,7 @@ def _config(work, *overrides):
         f"out_root={work / 'runs'}", f"data.root={work / 'capture'}", "smpl_cfg.model_path=open_hand",
         "smpl_cfg.levels=1", "smpl_cfg.lbs_weights=", f"smpl_cfg.pairof={work / 'field' / 'pairof.ckpt'}",
         "N_samples=4", "patch.size=4", "network.code_dim=8", "train.accum_iter=2", "train.save_every=2",
-        "train.log_every=1", *overrides])
+        "train.log_every=1", "train.lossweights.lpips=0", "train.progress_every=0", *overrides])
 
 
 def test_resume_continues_exactly(setup):
@@ -61,8 +59,8 @@ def test_missing_inputs_and_bad_settings_are_named(setup):
 def test_a_nan_loss_names_its_term(setup, monkeypatch):
     import handavatar.train as trainer
 
-    def broken(avatar, sample, out, weights):
-        terms = real(avatar, sample, out, weights)
+    def broken(*args):
+        terms = real(*args)
         terms["sil"] = terms["sil"] * float("nan")
         return terms
 
@@ -77,12 +75,74 @@ def test_validation_reports(setup):
     summary = run_validation(config)
     out = setup / "runs" / "straight" / "val"
     rows = (out / "metrics.csv").read_text().strip().splitlines()
-    assert rows[0] == "key,psnr,ssim,psnr_masked,ssim_masked" and len(rows) == 1 + summary["frames"] == 3
+    assert rows[0] == "key,psnr,ssim,psnr_masked,ssim_masked,lpips,albedo_error,shading_error"
+    assert len(rows) == 1 + summary["frames"] == 3
     assert (out / "frames.png").is_file() and json.loads((out / "summary.json").read_text())["frames"] == 2
-    tile = np.asarray(Image.open(out / "frames.png")).astype(float) / 255  # target | rgb | albedo | shading
-    target, pred = tile[:256, :256], tile[:256, 256:512]
+    assert summary["lpips_name"].startswith("ST-LPIPS") and 0 <= summary["lpips"] < 1
+    assert 0 <= summary["albedo_error"] < 1 and 0 <= summary["shading_error"] < 1
+    tile = np.asarray(Image.open(out / "frames.png")).astype(float) / 255  # rgb | albedo | shading | target | mask
+    pred, target = tile[:256, :256], tile[:256, 768:1024]
     first = float(rows[1].split(",")[1])
     assert first == pytest.approx(peak_signal_noise_ratio(target, pred, data_range=1.0), rel=1e-6)
     assert 0 < summary["ssim"] <= 1 and np.isfinite(summary["psnr_masked"])
     with pytest.raises(FileNotFoundError, match="train first"):
         run_validation(_config(setup, "experiment=never", "phase=val"))
+
+
+def test_perceptual_loss_and_progress_renders(setup):
+    """With the LPIPS loss on, training logs it and the perceptual metric's name; progress renders land in
+    TensorBoard and progress.csv; patches too small for ST-LPIPS are refused before training."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = _config(setup, "experiment=perceptual", "train.maxiter=2", "patch.size=24", "train.lossweights.lpips=1",
+                     "train.progress_every=2", "train.progress_frames=1", "data.eval_skip=1")
+    train(config)
+    run = setup / "runs" / "perceptual"
+    board = EventAccumulator(str(run / "board"), size_guidance={"images": 0}).Reload()
+    assert "train/lpips" in board.Tags()["scalars"] and "progress/psnr" in board.Tags()["scalars"]
+    assert board.Tags()["images"] == ["progress"]
+    rows = (run / "progress.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,seconds,psnr,ssim") and rows[1].startswith("2,")
+    with pytest.raises(ConfigError, match="patch.size 4 is too small for the perceptual loss ST-LPIPS"):
+        train(_config(setup, "experiment=x", "train.lossweights.lpips=1"))
+
+
+def test_layer_errors_ignore_a_scale_per_channel():
+    from handavatar.validate import layer_errors
+
+    generator = torch.Generator().manual_seed(0)
+    albedo, shading = torch.rand(1, 6, 6, 3, generator=generator), torch.rand(1, 6, 6, 1, generator=generator)
+    sample = {"target_albedo": albedo, "target_shading": shading, "target_alpha": torch.ones(1, 6, 6)}
+    scaled = {"albedo": albedo * torch.tensor([2.0, 0.5, 1.5]), "shading": 3 * shading}
+    errors = layer_errors(scaled, sample)
+    assert errors["albedo_error"] < 1e-6 and errors["shading_error"] < 1e-6
+    noisy = layer_errors({"albedo": albedo + 0.1, "shading": shading}, sample)
+    assert 0.01 < noisy["albedo_error"] < 0.1 and noisy["shading_error"] < 1e-6
+
+
+def test_two_processes_train_as_one_with_twice_the_accumulation(setup):
+    """torchrun with 2 CPU processes (gloo): process r renders image 2i + r at iteration i and DDP averages the
+    gradients, so 2 iterations of 2 processes equal 4 iterations of 1 process accumulating over 2 images."""
+    import os
+    import subprocess
+    import sys
+
+    common = [f"out_root={setup / 'runs'}", f"data.root={setup / 'capture'}", "smpl_cfg.model_path=open_hand",
+              "smpl_cfg.levels=1", "smpl_cfg.lbs_weights=", f"smpl_cfg.pairof={setup / 'field' / 'pairof.ckpt'}",
+              "N_samples=4", "patch.size=4", "network.code_dim=8", "train.save_every=2", "train.log_every=1",
+              "train.lossweights.lpips=0", "train.progress_every=0", "device=cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29561",
+                    "-m", "handavatar.train", *common, "experiment=ddp", "train.accum_iter=1", "train.maxiter=2"],
+                   check=True, env=env, cwd=os.getcwd(), capture_output=True)
+    single = torch.load(train(_config(setup, *common, "experiment=single", "train.accum_iter=2", "train.maxiter=4")),
+                        weights_only=True)
+    ddp = torch.load(setup / "runs" / "ddp" / "latest.tar", weights_only=True)
+    assert ddp["iter"] == 2
+    changed = 0
+    for name, value in single["network"].items():
+        torch.testing.assert_close(ddp["network"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+        changed += name.startswith("albedo.")
+    assert changed
+    assert [g["lr"] for g in ddp["optimizer"]["param_groups"]] == [
+        g["lr"] for g in single["optimizer"]["param_groups"]]

@@ -55,6 +55,22 @@ def test_merge_order_and_overrides(tmp_path):
     assert isinstance(load_config(Outer, [base]).inner.rate, float)  # an integer is accepted for a float
 
 
+@dataclass
+class Table:
+    rows: dict[str, list[list[float]]]
+
+
+def test_dict_tables_merge_by_key_and_check_their_values(tmp_path):
+    base = _write(tmp_path, "table.yaml", "rows: {a: [[0, 1]], b: [[2, 3]]}\n")
+    config = load_config(Table, [base], ["rows.b=[[4, 5.5]]", "rows.c=[]"])
+    assert config.rows == {"a": [[0.0, 1.0]], "b": [[4.0, 5.5]], "c": []}
+    assert isinstance(config.rows["a"][0][0], float)
+    with pytest.raises(ConfigError, match=r"rows.a\[0\]\[1\] must be a number, got 'x'"):
+        load_config(Table, [base], ["rows.a=[[0, x]]"])
+    with pytest.raises(ConfigError, match=r"rows must be a mapping, got 3"):
+        load_config(Table, [base], ["rows=3"])
+
+
 @pytest.mark.parametrize("override, message", [
     ("inner.rte=1", r"unknown config key inner.rte; did you mean inner.rate\?"),
     ("inner.kind=c", r"inner.kind='c' is not one of \['a', 'b'\]"),

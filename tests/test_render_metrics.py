@@ -26,6 +26,22 @@ def test_compositing_by_hand():
     np.testing.assert_allclose(out["rgb"][1].numpy(), np.array(w1) + (1 - sum(w1)) * 0.5, atol=1e-9)
     np.testing.assert_allclose(out["depth"][:, 0].numpy(), [w0[0] + 2 * w0[1] + 3 * w0[2], 2 * w1[1]], rtol=1e-9)
     np.testing.assert_allclose(out["shading"].numpy(), out["depth"].numpy())  # no background behind other maps
+    np.testing.assert_allclose(out["transmittance"].numpy(), [(0.5 + e) ** 2 * e, (1 + e) * (0.8 + e) * (1 + e)],
+                               rtol=1e-9)
+
+
+def test_compositing_in_stretches():
+    """A ray composited in consecutive stretches, each starting from the transmittance the previous one left, has
+    the weights and sums of the ray composited at once."""
+    generator = torch.Generator().manual_seed(0)
+    alpha = torch.rand(4, 9, dtype=torch.float64, generator=generator)
+    values = {"rgb": torch.rand(4, 9, 3, dtype=torch.float64, generator=generator)}
+    whole = composite(alpha, values)
+    first = composite(alpha[:, :4], {"rgb": values["rgb"][:, :4]})
+    second = composite(alpha[:, 4:], {"rgb": values["rgb"][:, 4:]}, transmittance=first["transmittance"])
+    torch.testing.assert_close(torch.cat([first["weights"], second["weights"]], 1), whole["weights"])
+    torch.testing.assert_close(first["rgb"] + second["rgb"], whole["rgb"])
+    torch.testing.assert_close(second["transmittance"], whole["transmittance"])
 
 
 def test_sample_depths():

@@ -48,6 +48,7 @@ class DataConfig:
     background: str = "random"  # 'random' (a colour per sample), 'black' or 'white'
     skip: int = 1  # keep every skip-th frame
     max_frames: int = -1  # keep at most this many frames (-1: all)
+    layers: bool = False  # also the albedo and shading ground truth of a synthetic capture ('target_albedo', ...)
 
 
 class InterHandDataset(Dataset):
@@ -115,6 +116,7 @@ class InterHandDataset(Dataset):
         # off the (thresholded) hand the target is exactly the background, as a render's empty pixels are
         image = np.where(hand[..., None], warp(composite, transform, size, border=bg), bg)
         K = crop_intrinsics(cache.K[i], transform)
+        layers = self._layers(i, transform, hand) if cfg.layers else {}
 
         origin = -cache.Th[i]
         box_min, box_max = cache.box_min[i] - cfg.box_padding, cache.box_max[i] + cfg.box_padding
@@ -140,8 +142,23 @@ class InterHandDataset(Dataset):
             "betas": cache.betas[i].astype(f32), "joints": cache.joints[i].astype(f32),
             "joints_cam": cache.joints_cam[i].astype(f32), "joint_valid": cache.joint_valid[i],
             "box_min": box_min.astype(f32), "box_max": box_max.astype(f32), "key": str(cache.keys[i]),
-            "index": i,
+            "index": i, **{name: layer[grid_y, grid_x] for name, layer in layers.items()},
         }
+
+    def _layers(self, i: int, transform: np.ndarray, hand: np.ndarray) -> dict[str, np.ndarray]:
+        """The crop's ground-truth 'target_albedo' (size, size, 3) and 'target_shading' (size, size, 1) in [0, 1],
+        zero off the hand, from a synthetic capture's albedo/ and shading/ trees."""
+        split, file_name = str(self.cache.keys[i]).split("/", 1)
+        out = {}
+        for name, channels in (("albedo", 3), ("shading", 1)):
+            path = tree_path(self.config.root, name, split, file_name, ".png")
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} does not exist: ground-truth {name} images exist only in synthetic "
+                                        "captures (python -m segment.synthetic); set layers off for real data")
+            layer = read_rgb(path, what=name)[..., :channels].astype(np.float32) / 255
+            warped = warp(layer, transform, self.config.resolution).reshape(*hand.shape, channels)
+            out[f"target_{name}"] = np.where(hand[..., None], warped, 0.0).astype(np.float32)
+        return out
 
     def _patch_corners(self, hand: np.ndarray, on_box: np.ndarray) -> np.ndarray:
         """(P, 2) top-left (row, column) of each patch, kept inside the crop."""

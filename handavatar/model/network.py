@@ -7,6 +7,9 @@ albedo field and SelF's shading at every ray sample, composited front to back.
 
 Each branch can be switched off for ablations: without the deformer the template is used as is; without SelF the
 shading is 1 (colour = albedo).
+
+Two renderers draw the same samples: 'reference', the naive published one (every sample, every part pair, every
+anchor), and 'fast' (the default), which leaves out the work that cannot change the picture (see `_march`).
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ import torch
 from torch import Tensor, nn
 
 from smplx import MANO, MANOOutput
+from smplx.joint_names import NUM_JOINTS
 from pairof import PairOF, PairOFEncoding
 from handavatar.model.albedo import AlbedoField, blend_anchors
 from handavatar.model.deformer import Deformer
 from handavatar.model.embedder import positional_encoding
 from handavatar.model.shading import SelF
+from handavatar.render.anchors import AnchorIndex
 from handavatar.render.boxes import part_box_intervals, sample_in_intervals
 from handavatar.render.volume import composite, sample_depths
 
-__all__ = ["HandAvatar"]
+__all__ = ["HandAvatar", "RENDERERS"]
+
+RENDERERS = ("fast", "reference")
 
 
 class HandAvatar(nn.Module):
@@ -40,10 +47,17 @@ class HandAvatar(nn.Module):
         sampling: 'box': evenly between near and far, where the ray crosses the posed hand's 3D box (published);
             'parts': evenly over the stretches of the ray inside the posed part boxes, the only places with
             non-zero occupancy (the same samples budget, all where the hand can be).
+        renderer: 'fast' (`_march`: skips what cannot change the picture) or 'reference' (`_render_reference`:
+            the naive published renderer); both draw the same samples.
+        group: samples per ray marched at once by the fast renderer.
+        tolerance: the fast renderer stops a ray once its transmittance is below this (0: never).
+        band: the fast renderer evaluates only samples within this distance (dm) of the posed surface anchors (0:
+            everywhere in the part boxes, exactly as the reference).
     """
 
     def __init__(self, hand: MANO, field: PairOF, *, deformer: bool = True, shading: bool = True,
-                 code_dim: int = 128, anchor_levels: int = 3, samples: int = 64, sampling: str = "box"):
+                 code_dim: int = 128, anchor_levels: int = 3, samples: int = 64, sampling: str = "box",
+                 renderer: str = "fast", group: int = 8, tolerance: float = 1e-3, band: float = 0.0):
         super().__init__()
         self.hand = hand.requires_grad_(False)
         self.field = field
@@ -57,7 +71,10 @@ class HandAvatar(nn.Module):
         self.shading = SelF(anchor_dim=self.anchor_embedding.shape[1]) if shading else None
         if sampling not in ("box", "parts"):
             raise ValueError(f"sampling {sampling!r} is not 'box' or 'parts'")
+        if renderer not in RENDERERS:
+            raise ValueError(f"renderer {renderer!r} is not one of {RENDERERS}")
         self.samples, self.sampling = samples, sampling
+        self.renderer, self.group, self.tolerance, self.band = renderer, group, tolerance, band
 
     def pose(self, global_orient: Tensor, hand_pose: Tensor) -> MANOOutput:
         """The posed MANO-HD of (B, 3) camera-frame global rotations and (B, 45) hand poses (betas are zero: the
@@ -67,45 +84,129 @@ class HandAvatar(nn.Module):
 
     def render_rays(self, origin: Tensor, directions: Tensor, near: Tensor, far: Tensor, posed: MANOOutput,
                     encoding: PairOFEncoding, background: Tensor, *, stratified: bool = False,
-                    generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Render R rays of one posed hand.
+                    generator: torch.Generator | None = None, anchor_index: AnchorIndex | None = None
+                    ) -> dict[str, Tensor]:
+        """Render R rays of one posed hand with the avatar's renderer.
 
         Args:
             origin: (3,) ray origin, model frame (dm). directions: (R, 3), camera z = 1. near, far: (R,) depths.
             posed: the posed hand (B = 1); encoding: the field's encoding of it.
             background: (3,) colour behind the hand.
             stratified: jitter the samples (training).
+            anchor_index: the pose's nearest-anchor index (fast renderer; built here when omitted).
 
         Returns:
             'rgb', 'albedo' (R, 3) with the background behind; 'shading' (R, 1) and 'depth' (R, 1) weighted sums;
-            'alpha' (R,) accumulated opacity; 'occupancy' (R, S) and 'points' (R, S, 3) of the samples.
+            'alpha' (R,) accumulated opacity; 'occupancy' (N,) and 'points' (N, 3) of the N samples the renderer
+            evaluated (reference: all R x S, ray-major; fast: those inside a part box before the ray stopped).
         """
-        rays = directions.shape[0]
         if self.sampling == "parts":
             enter, leave = part_box_intervals(origin, directions, encoding.rotations[0], encoding.joints[0],
                                               encoding.box_centre[0], encoding.box_half[0])
             z, _ = sample_in_intervals(enter, leave, self.samples, stratified=stratified, generator=generator)
         else:
             z = sample_depths(near, far, self.samples, stratified=stratified, generator=generator)  # (R, S)
-        points = origin + z[..., None] * directions[:, None]
-        out = self.field.query(points.reshape(1, -1, 3), encoding, intermediate=True, anchors=False)
-        occupancy = out.occupancy.view(rays, self.samples)
-        # albedo and shading only where the opacity is not zero: elsewhere their compositing weight is exactly 0
-        active = occupancy > 0
-        dists, ids = self.field.nearest_anchors(points[active][None], encoding)
-        albedo = occupancy.new_zeros(rays, self.samples, 3).index_put((active,), self.albedo(dists[0], ids[0]))
-        if self.shading is not None:
-            embedding = blend_anchors(self.anchor_embedding, dists[0], ids[0])
-            soft = out.soft_part_occupancy[0].transpose(0, 1).reshape(rays, self.samples, -1)
-            occlusion = SelF.occlusion(soft)[active]  # running maximum along the whole ray, then the active samples
-            shading = occupancy.new_zeros(rays, self.samples, 1).index_put(
-                (active,), self.shading(occlusion, embedding, posed.full_pose[0]))
-        else:
-            shading = torch.ones_like(albedo[..., :1])
+        if self.renderer == "reference":
+            return self._render_reference(origin, directions, z, posed, encoding, background)
+        if anchor_index is None:
+            anchor_index = AnchorIndex(encoding.anchors[0], self.field.neighbours)
+        return self._march(origin, directions, z, posed, encoding, background, anchor_index)
+
+    def appearance(self, anchor_dists: Tensor, anchor_ids: Tensor, occlusion: Tensor, pose: Tensor
+                   ) -> tuple[Tensor, Tensor]:
+        """Albedo (N, 3) and shading (N, 1) of N samples from their (N, k) nearest posed anchors, their (N, 16)
+        SelF occlusion (running maximum of the soft part occupancies along the ray) and the (48,) pose."""
+        albedo = self.albedo(anchor_dists, anchor_ids)
+        if self.shading is None:
+            return albedo, torch.ones_like(albedo[:, :1])
+        embedding = blend_anchors(self.anchor_embedding, anchor_dists, anchor_ids)
+        return albedo, self.shading(occlusion, embedding, pose)
+
+    def _render_reference(self, origin: Tensor, directions: Tensor, z: Tensor, posed: MANOOutput,
+                          encoding: PairOFEncoding, background: Tensor) -> dict[str, Tensor]:
+        """The naive renderer, as the published code: every sample of every ray, every part pair at every sample,
+        the nearest anchors of every sample among all anchors, albedo and shading everywhere."""
+        rays, samples = z.shape
+        points = (origin + z[..., None] * directions[:, None]).reshape(1, -1, 3)
+        out = self.field.query(points, encoding, intermediate=True, dense=True, anchors=False)
+        occupancy = out.occupancy.view(rays, samples)
+        occlusion = SelF.occlusion(out.soft_part_occupancy[0].transpose(0, 1).reshape(rays, samples, -1))
+        dists, ids = self.field.nearest_anchors(points, encoding)
+        albedo, shading = self.appearance(dists[0], ids[0], occlusion.reshape(rays * samples, -1),
+                                          posed.full_pose[0])
+        albedo, shading = albedo.view(rays, samples, 3), shading.view(rays, samples, 1)
         result = composite(occupancy, {"rgb": albedo * shading, "albedo": albedo, "shading": shading,
                                        "depth": z[..., None]}, background)
-        result.update(occupancy=occupancy, points=points)
-        return result
+        return {**result, "occupancy": occupancy.reshape(-1), "points": points[0]}
+
+    def _march(self, origin: Tensor, directions: Tensor, z: Tensor, posed: MANOOutput, encoding: PairOFEncoding,
+               background: Tensor, anchor_index: AnchorIndex) -> dict[str, Tensor]:
+        """The fast renderer: the same samples and the same picture as `_render_reference`, with the work that
+        cannot change it left out.
+
+        - Rays that cross no part box stay background: the network is never asked about them.
+        - Samples outside every part box have occupancy and soft part occupancies exactly 0 (no opacity, no
+          contribution to SelF's running maximum): they are not evaluated.
+        - Inside, only the pairs whose boxes hold the point are evaluated (PairOF's sparse query).
+        - With `band` > 0, only samples within `band` of a posed surface anchor are evaluated: the rest of space is
+          taken as empty (an approximation: the reference evaluates the whole part boxes).
+        - Rays are marched `group` samples at a time; a ray stops once its transmittance falls below tolerance / 2,
+          and albedo and shading are evaluated only at samples whose compositing weight is at least
+          tolerance / (2 S) (with tolerance 0: wherever it is not zero). Together these change the composited
+          rgb, albedo, shading and alpha of a ray by less than `tolerance`.
+        """
+        rays, samples = z.shape
+        enter, leave = part_box_intervals(origin, directions, encoding.rotations[0], encoding.joints[0],
+                                          encoding.box_centre[0], encoding.box_half[0])
+        alive = (leave > enter).any(1).nonzero()[:, 0]
+        passed = z.new_ones(alive.shape[0])  # transmittance of the alive rays
+        carried = z.new_zeros(alive.shape[0], NUM_JOINTS)  # SelF's running maximum so far
+        totals = {name: z.new_zeros(rays, width) for name, width in (("rgb", 3), ("albedo", 3), ("shading", 1),
+                                                                     ("depth", 1), ("alpha", 1))}
+        evaluated_points, evaluated_occupancy = [z.new_zeros(0, 3)], [z.new_zeros(0)]
+        pose = posed.full_pose[0]
+        for start in range(0, samples, self.group):
+            if alive.numel() == 0:
+                break
+            depth = z[alive, start:start + self.group]  # (r, g)
+            points = origin + depth[..., None] * directions[alive, None]
+            inside = self.field.part_boxes(points.reshape(1, -1, 3), encoding)[1][0].any(0).view(depth.shape)
+            if self.band > 0:
+                inside[inside.clone()] = anchor_index.near(points[inside], self.band).to(inside.device)
+            occupancy = depth.new_zeros(depth.shape)
+            soft = depth.new_zeros(*depth.shape, carried.shape[1])
+            if inside.any():
+                out = self.field.query(points[inside][None], encoding, intermediate=True, anchors=False)
+                occupancy = occupancy.index_put((inside,), out.occupancy[0])
+                soft = soft.index_put((inside,), out.soft_part_occupancy[0].transpose(0, 1))
+                evaluated_points.append(points[inside])
+                evaluated_occupancy.append(out.occupancy[0])
+            occlusion = SelF.occlusion(torch.cat([carried[:, None], soft], 1))[:, 1:]
+            part = composite(occupancy, {"depth": depth[..., None]}, transmittance=passed)
+            # appearance only where its compositing weight can matter: the samples left out weigh less than
+            # tolerance / (2 S) each, so together they change a value in [0, 1] by less than tolerance / 2
+            active = part["weights"] > (self.tolerance / (2 * samples) if self.tolerance > 0 else 0.0)
+            albedo = depth.new_zeros(*depth.shape, 3)
+            shading = depth.new_zeros(*depth.shape, 1)
+            if active.any():
+                dists, ids = anchor_index.query(points[active])
+                a, s = self.appearance(dists, ids, occlusion[active], pose)
+                albedo, shading = albedo.index_put((active,), a), shading.index_put((active,), s)
+            weights = part["weights"][..., None]
+            part.update(rgb=(weights * albedo * shading).sum(1), albedo=(weights * albedo).sum(1),
+                        shading=(weights * shading).sum(1), alpha=part["alpha"][:, None])
+            totals = {name: value.index_add(0, alive, part[name]) for name, value in totals.items()}
+            keep = part["transmittance"] >= self.tolerance / 2
+            alive, passed, carried = alive[keep], part["transmittance"][keep], occlusion[keep, -1]
+        alpha = totals.pop("alpha")[:, 0]
+        totals["rgb"] = totals["rgb"] + (1 - alpha)[:, None] * background
+        totals["albedo"] = totals["albedo"] + (1 - alpha)[:, None] * background
+        return {**totals, "alpha": alpha, "occupancy": torch.cat(evaluated_occupancy),
+                "points": torch.cat(evaluated_points)}
+
+    def forward(self, sample: dict, **options) -> dict[str, Tensor]:
+        """`render` (the module's forward, so that DistributedDataParallel can wrap the avatar)."""
+        return self.render(sample, **options)
 
     def render(self, sample: dict, *, stratified: bool = False, chunk: int = 4096,
                generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -115,8 +216,8 @@ class HandAvatar(nn.Module):
         background (alpha 0).
 
         Returns:
-            'rgb', 'albedo' (P, h, w, 3); 'shading', 'depth' (P, h, w, 1); 'alpha' (P, h, w); 'occupancy' (N, S)
-            and 'points' (N, S, 3) of the N rendered rays' samples; and 'posed'.
+            'rgb', 'albedo' (P, h, w, 3); 'shading', 'depth' (P, h, w, 1); 'alpha' (P, h, w); 'occupancy' (N,)
+            and 'points' (N, 3) of the N samples the renderer evaluated (see `render_rays`); and 'posed'.
         """
         posed = self.pose(sample["global_orient"][None], sample["hand_pose"][None])
         encoding = self.field.encode(posed.vertices, posed.joints, posed.full_pose)
@@ -127,13 +228,15 @@ class HandAvatar(nn.Module):
                    "shading": torch.zeros(*grid, 1), "depth": torch.zeros(*grid, 1), "alpha": torch.zeros(grid)}
         outputs = {k: v.to(background) for k, v in outputs.items()}
         directions, near, far = sample["rays_d"][mask], sample["near"][mask], sample["far"][mask]
+        index = AnchorIndex(encoding.anchors[0], self.field.neighbours) if self.renderer == "fast" else None
         parts = [self.render_rays(sample["rays_o"], directions[s:s + chunk], near[s:s + chunk], far[s:s + chunk],
-                                  posed, encoding, background, stratified=stratified, generator=generator)
+                                  posed, encoding, background, stratified=stratified, generator=generator,
+                                  anchor_index=index)
                  for s in range(0, directions.shape[0], chunk)]
         for name in outputs:
             if parts:
                 outputs[name] = outputs[name].index_put((mask,), torch.cat([p[name] for p in parts]))
-        for name in ("occupancy", "points"):  # of the rendered rays' samples, for the 3D occupancy loss
-            outputs[name] = torch.cat([p[name] for p in parts]) if parts else torch.zeros(0, self.samples)
+        for name, empty in (("occupancy", (0,)), ("points", (0, 3))):  # for the 3D occupancy loss
+            outputs[name] = torch.cat([p[name] for p in parts]) if parts else background.new_zeros(empty)
         outputs["posed"] = posed
         return outputs

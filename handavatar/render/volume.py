@@ -38,22 +38,28 @@ def sample_depths(near: Tensor, far: Tensor, count: int, *, stratified: bool = F
     return z
 
 
-def composite(alpha: Tensor, values: dict[str, Tensor], background: Tensor | None = None) -> dict[str, Tensor]:
+def composite(alpha: Tensor, values: dict[str, Tensor], background: Tensor | None = None, *,
+              transmittance: Tensor | None = None) -> dict[str, Tensor]:
     """Front-to-back compositing of per-sample values.
 
     Args:
         alpha: (R, S) opacities in [0, 1], samples near to far.
         values: name -> (R, S, C) per-sample values to integrate (e.g. 'rgb', 'albedo', 'shading', 'depth').
         background: (R, 3) or (3,) colour composited behind 'rgb' and 'albedo' (omitted: nothing behind).
+        transmittance: (R,) light left when the ray reaches the first sample (omitted: 1), to composite a ray in
+            consecutive stretches.
 
     Returns:
-        'weights' (R, S), 'alpha' (R,) accumulated opacity, and for each value name (R, C): the weighted sum, plus
-        (1 - alpha) background for 'rgb' and 'albedo'.
+        'weights' (R, S), 'alpha' (R,) accumulated opacity, 'transmittance' (R,) left after the last sample, and for
+        each value name (R, C): the weighted sum, plus (1 - alpha) background for 'rgb' and 'albedo'.
     """
-    shifted = torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1] + 1e-10], dim=-1)
-    weights = alpha * torch.cumprod(shifted, dim=-1)
+    passed = torch.cumprod(1.0 - alpha + 1e-10, dim=-1)
+    if transmittance is not None:
+        passed = passed * transmittance[:, None]
+    start = torch.ones_like(alpha[:, :1]) if transmittance is None else transmittance[:, None]
+    weights = alpha * torch.cat([start, passed[:, :-1]], dim=-1)
     accumulated = weights.sum(-1)
-    out = {"weights": weights, "alpha": accumulated}
+    out = {"weights": weights, "alpha": accumulated, "transmittance": passed[:, -1]}
     for name, value in values.items():
         integral = (weights[..., None] * value).sum(1)
         if background is not None and name in ("rgb", "albedo"):
