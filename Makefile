@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo pose-demo bench clean
 
 install: $(VENV)/.installed
 
@@ -16,8 +16,12 @@ $(VENV)/.installed: requirements.txt
 test: install
 	$(PY) -m pytest -q tests
 
+# The whole pipeline, resumable and incremental (python -m handavatar.demo --help); e.g. make demo ARGS=--list
 demo: install
-	$(PY) -m smplx.demo
+	$(PY) -m handavatar.demo $(ARGS)
+
+pose-demo: install
+	$(PY) -m smplx.demo --out out/pose_demo
 
 bench: install
 	$(PY) -m bench.pose_hd
