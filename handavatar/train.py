@@ -7,8 +7,7 @@
 Each iteration renders the patches of one image and adds weighted losses: LPIPS and L1 on the patches, the point
 silhouette of the posed hand against its dilated mask, and the occupancy at the ray samples against the winding
 number of the sealed posed MANO-HD. Gradients accumulate over `train.accum_iter` images per Adam step; the learning
-rates (one for the albedo field, SelF and the deformer, one for PairOF's decoder) fall 10x over `train.decay_iters`
-images.
+rates (the albedo MLP and the deformer, the albedo codebook, SelF, PairOF's decoder) fall 10x over `train.decay_iters` images.
 Writes <out_root>/<experiment>/: latest.tar (iteration, model and optimizer state; written atomically;
 a later run with resume: true continues exactly), board/ (TensorBoard: losses, learning rates, iterations/s, and
 every `train.progress_every` iterations renders and metrics of a few evaluation frames), progress.csv (those metrics
@@ -97,6 +96,8 @@ class LossWeights:
 @dataclass
 class TrainSection:
     lr: float
+    lr_codes: float
+    lr_shading: float
     lr_pairof: float
     decay_iters: int
     accum_iter: int
@@ -192,13 +193,17 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
 
 
 def make_optimizer(avatar: HandAvatar, train: TrainSection) -> torch.optim.Adam:
-    """Adam with two groups: PairOF's decoder at lr_pairof, every other trainable parameter at lr."""
-    pairof = [p for p in avatar.field.decoder.parameters() if p.requires_grad]
-    ids = {id(p) for p in pairof}
-    others = [p for p in avatar.parameters() if p.requires_grad and id(p) not in ids]
-    return torch.optim.Adam([{"params": others, "lr": train.lr, "base_lr": train.lr, "name": "avatar"},
-                             {"params": pairof, "lr": train.lr_pairof, "base_lr": train.lr_pairof,
-                              "name": "pairof_decoder"}])
+    """Adam with one group per learning rate: the albedo codebook at lr_codes, SelF at lr_shading, PairOF's decoder at
+    lr_pairof, every other trainable parameter (albedo MLP, deformer) at lr."""
+    prefixes = (("albedo_codes", "albedo.codes", train.lr_codes), ("shading", "shading.", train.lr_shading),
+                ("pairof_decoder", "field.decoder.", train.lr_pairof))
+    groups = {name: [] for name in ("avatar", *(name for name, _, _ in prefixes))}
+    for key, parameter in avatar.named_parameters():
+        if parameter.requires_grad:
+            groups[next((name for name, prefix, _ in prefixes if key.startswith(prefix)), "avatar")].append(parameter)
+    rates = {"avatar": train.lr, **{name: lr for name, _, lr in prefixes}}
+    return torch.optim.Adam([{"params": params, "lr": rates[name], "base_lr": rates[name], "name": name}
+                             for name, params in groups.items() if params])
 
 
 def set_learning_rates(optimizer: torch.optim.Optimizer, iteration: int, decay_iters: int) -> float:
