@@ -7,7 +7,8 @@
 Each iteration renders the patches of one image and adds weighted losses: LPIPS and L1 on the patches, the point
 silhouette of the posed hand against its dilated mask, and the occupancy at the ray samples against the winding
 number of the sealed posed MANO-HD. Gradients accumulate over `train.accum_iter` images per Adam step; the learning
-rates (the albedo MLP and the deformer, the albedo codebook, SelF, PairOF's decoder) fall 10x over `train.decay_iters` images.
+rates (the albedo MLP and the deformer, the albedo codebook, SelF, PairOF's decoder) fall 10x over
+`train.decay_iters` images.
 Writes <out_root>/<experiment>/: latest.tar (iteration, model and optimizer state; written atomically;
 a later run with resume: true continues exactly), board/ (TensorBoard: losses, learning rates, iterations/s, and
 every `train.progress_every` iterations renders and metrics of a few evaluation frames), progress.csv (those metrics
