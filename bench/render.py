@@ -1,7 +1,7 @@
 """Frames per second of the fast renderer vs the reference renderer, on the same frames of a trained avatar, in one
 run; and how far apart their pictures are.
 
-    python -m bench.render [--config configs/synthetic/demo.yaml] [--frames 2] [--bands 0 0.1] [key.sub=value ...]
+    python -m bench.render [--config configs/synthetic/demo.yaml] [--frames 2] [--bands 0,0.1] [key.sub=value ...]
 
 Loads <out_root>/<experiment>/latest.tar of the config (train it first: scripts/train_hand.sh), renders the first
 --frames evaluation frames (data.eval_subject every data.eval_skip-th frame, whole crop at data.resolution, black
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/synthetic/demo.yaml")
     parser.add_argument("--frames", type=int, default=2)
-    parser.add_argument("--bands", type=float, nargs="+", default=[0.0, 0.1], help="fast renderer's render.band")
+    parser.add_argument("--bands", type=lambda text: [float(b) for b in text.split(",")], default=[0.0, 0.1],
+                        help="comma-separated render.band values of the fast renderer, e.g. 0,0.05,0.1")
     parser.add_argument("overrides", nargs="*", help="key.sub=value")
     args = parser.parse_args(argv)
     config = load_config(AvatarConfig, [DEFAULTS, args.config], args.overrides)

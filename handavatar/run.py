@@ -5,8 +5,8 @@
 
 Loads <out_root>/<experiment>/latest.tar (or run.ckpt) and renders `run.mode`:
 
-- test: every data.eval_skip-th frame of data.eval_subject as albedo | shading | rgb | target, with PSNR/SSIM per
-  frame (the paper's protocol, as phase: val, and on the hand's pixels);
+- test: every data.eval_skip-th frame of data.eval_subject as albedo | shading | rgb | target, with PSNR/SSIM/LPIPS
+  per frame (the paper's protocol, as phase: val; PSNR/SSIM also on the hand's pixels);
 - freeview: frame run.frame_idx of data.subject from run.views cameras on a circle about run.axis (model frame)
   through the hand's centre, radius the frame camera's distance to it, each looking at it;
 - freepose: the run.joint_rot ranges (degrees) swept over run.frames frames, all joints together (poses.py);
@@ -40,6 +40,7 @@ from pairof.mesh import extract_mesh
 from segment.preprocess import load_cache
 from handavatar.cameras import Camera, camera_sample, frame_camera, orbit_cameras
 from handavatar.data import to_tensors
+from handavatar.lpips import load_lpips
 from handavatar.model import HandAvatar
 from handavatar.poses import Motion, freepose_angles, freepose_poses, load_motion_file, load_motion_subject
 from handavatar.train import DEFAULTS, AvatarConfig, build_avatar
@@ -263,12 +264,13 @@ def _render_test(avatar: HandAvatar, config: AvatarConfig, writer: _Writer) -> l
     """The test mode: strips and metrics of the evaluation frames; returns summary lines."""
     sized = replace(config, data=replace(config.data, resolution=_resolution(config)))
     dataset = evaluation_dataset(sized)
-    names = ["psnr", "ssim", "psnr_masked", "ssim_masked"]
+    names = ["psnr", "ssim", "psnr_masked", "ssim_masked", "lpips"]
+    lpips = load_lpips(config.lpips.vgg, config.lpips.heads, device=avatar.hand.v_template.device)
     rows = []
     for index in tqdm(range(len(dataset)), desc="test", unit="frame"):
         sample = to_tensors(dataset[index], avatar.hand.v_template.device)
         out = avatar.render(sample, chunk=config.chunk)
-        metrics = frame_metrics(out["rgb"], sample)  # the paper's protocol, as phase: val
+        metrics = frame_metrics(out["rgb"], sample, lpips)  # the paper's protocol, as phase: val
         rows.append([sample["key"]] + [metrics[name] for name in names])
         panels = _panels(out)
         target = sample["target_rgb"][0].float().cpu().numpy()
@@ -279,7 +281,8 @@ def _render_test(avatar: HandAvatar, config: AvatarConfig, writer: _Writer) -> l
     csv = atomic_write(writer.folder / "metrics.csv", lambda f: f.write(text.encode()))
     means = np.mean([row[1:] for row in rows], 0)
     return [f"  {csv}  PSNR {means[0]:.2f} dB, SSIM {means[1]:.4f} over {len(rows)} frames of "
-            f"{config.data.eval_subject} (paper protocol); hand pixels: PSNR {means[2]:.2f} dB, SSIM {means[3]:.4f}"]
+            f"{config.data.eval_subject} (paper protocol), LPIPS {means[4]:.4f} ({lpips.name}); hand pixels: PSNR "
+            f"{means[2]:.2f} dB, SSIM {means[3]:.4f}"]
 
 
 def run(config: AvatarConfig) -> Path:

@@ -8,7 +8,7 @@ Each iteration renders the patches of one image and adds weighted losses: LPIPS 
 silhouette of the posed hand against its dilated mask, and the occupancy at the ray samples against the winding
 number of the sealed posed MANO-HD. Gradients accumulate over `train.accum_iter` images per Adam step; the learning
 rates (the albedo MLP and the deformer, the albedo codebook, SelF, PairOF's decoder) fall 10x over
-`train.decay_iters` images.
+`train.decay_iters` images (0: `train.decay_epochs` x the training images, as published).
 Writes <out_root>/<experiment>/: latest.tar (iteration, model and optimizer state; written atomically;
 a later run with resume: true continues exactly), board/ (TensorBoard: losses, learning rates, iterations/s, and
 every `train.progress_every` iterations renders and metrics of a few evaluation frames), progress.csv (those metrics
@@ -101,6 +101,7 @@ class TrainSection:
     lr_shading: float
     lr_pairof: float
     decay_iters: int
+    decay_epochs: float
     accum_iter: int
     maxiter: int
     lossweights: LossWeights
@@ -296,15 +297,20 @@ def train(config: AvatarConfig) -> Path:
         print(f"perceptual loss and metric: {lpips.name}; {group.world} process(es) on {device}")
         if config.train.progress_every:
             progress = Progress(config, evaluation_dataset(config), lpips, out_dir / "progress.csv", device)
-    bar = tqdm(range(start, config.train.maxiter), initial=start, total=config.train.maxiter, desc="avatar",
+    decay = config.train.decay_iters or round(config.train.decay_epochs * len(dataset))
+    maxiter = config.train.maxiter or -(-decay // group.world)
+    if group.main:
+        print(f"{len(dataset)} training images; learning rates fall 10x over {decay} images; {maxiter} iterations of "
+              f"{group.world} image(s)")
+    bar = tqdm(range(start, maxiter), initial=start, total=maxiter, desc="avatar",
                unit="it", disable=not group.main)
     tick = time.perf_counter()
     for iteration in bar:
         began = time.perf_counter()
-        step = (iteration + 1) % config.train.accum_iter == 0 or iteration + 1 == config.train.maxiter
+        step = (iteration + 1) % config.train.accum_iter == 0 or iteration + 1 == maxiter
         # one image per process: image j = iteration x world + rank of the sequence a single process would see
         image = iteration * group.world + group.rank
-        lr = set_learning_rates(optimizer, (iteration + 1) * group.world - 1, config.train.decay_iters)
+        lr = set_learning_rates(optimizer, (iteration + 1) * group.world - 1, decay)
         torch.manual_seed(config.seed * 1_000_003 + image)  # patches, background and jitter of this image
         index = int(torch.randint(len(dataset), ()).item())
         sample = to_tensors(dataset[index], device)
@@ -325,7 +331,7 @@ def train(config: AvatarConfig) -> Path:
         seconds += time.perf_counter() - began
         if not group.main:
             continue
-        if done % config.train.log_every == 0 or done == config.train.maxiter:
+        if done % config.train.log_every == 0 or done == maxiter:
             for name, value in terms.items():
                 board.add_scalar(f"train/{name}", value.item(), done)
             board.add_scalar("train/total", total.item(), done)
@@ -333,9 +339,9 @@ def train(config: AvatarConfig) -> Path:
             board.add_scalar("train/iterations_per_s", config.train.log_every / (time.perf_counter() - tick), done)
             tick = time.perf_counter()
             bar.set_postfix(loss=f"{total.item():.4f}")
-        if done % config.train.save_every == 0 or done == config.train.maxiter:
+        if done % config.train.save_every == 0 or done == maxiter:
             save(done)
-        if progress is not None and (done % config.train.progress_every == 0 or done == config.train.maxiter):
+        if progress is not None and (done % config.train.progress_every == 0 or done == maxiter):
             progress.log(avatar, board, done, seconds)
             tick = time.perf_counter()
     bar.close()

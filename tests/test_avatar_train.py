@@ -147,3 +147,13 @@ def test_two_processes_train_as_one_with_twice_the_accumulation(setup):
     assert changed
     assert [g["lr"] for g in ddp["optimizer"]["param_groups"]] == [
         g["lr"] for g in single["optimizer"]["param_groups"]]
+
+
+def test_the_published_schedule_counts_epochs(setup):
+    """decay_iters 0: the rates fall 10x over decay_epochs x the training images; maxiter 0: train until then."""
+    config = _config(setup, "experiment=epochs", "train.decay_iters=0", "train.decay_epochs=0.5", "train.maxiter=0",
+                     "data.max_frames=8", "train.accum_iter=1", "train.save_every=1")
+    state = torch.load(train(config), weights_only=True)
+    assert state["iter"] == 4  # 0.5 epochs of 8 images
+    lr = [g["lr"] for g in state["optimizer"]["param_groups"] if g["name"] == "avatar"][0]
+    assert lr == pytest.approx(config.train.lr * 0.1 ** (3 / 4))

@@ -44,6 +44,15 @@ def test_defaults_files_load_into_their_dataclasses():
     assert avatar.patch.N_patches == 2 and avatar.train.accum_iter == 8 and avatar.N_samples == 64
     for experiment in sorted(AVATAR_DEFAULTS.parent.glob("synthetic/*.yaml")):
         load_config(AvatarConfig, [AVATAR_DEFAULTS, experiment])
+    published = {"test_cap0": ("test/Capture0", 200, 50, 3), "test_cap1": ("test/Capture1", 200, 40, 3),
+                 "val_cap0": ("val/Capture0", 160, 30, 4)}  # reference §6.6 and §11
+    for name, (capture, skip, epochs, levels) in published.items():
+        paper = load_config(AvatarConfig, [AVATAR_DEFAULTS, AVATAR_DEFAULTS.parent / "interhand" / f"{name}.yaml"])
+        assert paper.data.subject == f"{capture}/ROM04_RT_Occlusion" and paper.data.eval_skip == skip
+        assert paper.data.eval_subject == f"{capture}/ROM03_RT_No_Occlusion" and paper.experiment == name
+        assert (paper.train.decay_iters, paper.train.decay_epochs, paper.network.anchor_levels) == (0, epochs, levels)
+        assert (paper.N_samples, paper.patch.size, paper.train.accum_iter, paper.train.lr) == (64, 32, 8, 5e-4)
+        assert paper.train.lossweights.lpips == paper.train.lossweights.l1 == 1.0
 
 
 def test_merge_order_and_overrides(tmp_path):

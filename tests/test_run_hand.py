@@ -170,7 +170,7 @@ def test_tpose_and_test_modes(setup):
     folder = run(_config(setup, "run.mode=test", "data.eval_skip=1", "data.max_frames=2"))
     _check_outputs(folder, "test", 2, width=4 * 32)
     rows = (folder / "metrics.csv").read_text().strip().splitlines()
-    assert rows[0] == "key,psnr,ssim,psnr_masked,ssim_masked" and len(rows) == 3
+    assert rows[0] == "key,psnr,ssim,psnr_masked,ssim_masked,lpips" and len(rows) == 3
     strip = np.asarray(Image.open(folder / "frames" / "000000.png"))
     assert np.all(strip[:, 96:, 3] == 255)  # the target panel is opaque
     target = np.asarray(InterHandDataset(DataConfig(root=str(setup / "capture"), subject=EVAL, mode="image",
