@@ -3,10 +3,10 @@ run; and how far apart their pictures are.
 
     python -m bench.render [--config configs/synthetic/demo.yaml] [--frames 2] [--bands 0,0.1] [key.sub=value ...]
 
-Loads <out_root>/<experiment>/latest.tar of the config (train it first: scripts/train_hand.sh), renders the first
---frames evaluation frames (data.eval_subject every data.eval_skip-th frame, whole crop at data.resolution, black
-background, as validation) with renderer=reference and with renderer=fast for each surface band of --bands (0: the
-exact fast renderer), and prints per renderer the seconds per frame, frames/s and the validation metrics (PSNR/SSIM,
+Loads <out_root>/<experiment>/latest.tar of the config (or run.ckpt; train it first: scripts/train_hand.sh),
+renders the first --frames evaluation frames (data.eval_subject every data.eval_skip-th frame, whole crop at
+data.resolution, black background, as validation) with renderer=reference and with renderer=fast for each surface
+band of --bands (0: the exact fast renderer), and prints per renderer the seconds per frame, frames/s and the validation metrics (PSNR/SSIM,
 paper protocol), then per fast variant the speed-up and the PSNR of its render against the reference render. The
 reference renderer is the naive published one (every sample of every box ray, every part pair, every anchor):
 expect minutes per 256x256 frame on a CPU.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +23,8 @@ import torch
 from smplx.config import load_config, resolve_device
 from handavatar.data import to_tensors
 from handavatar.metrics import psnr
-from handavatar.train import DEFAULTS, AvatarConfig, build_avatar
+from handavatar.run import load_avatar
+from handavatar.train import DEFAULTS, AvatarConfig
 from handavatar.validate import evaluation_dataset, frame_metrics
 
 
@@ -38,16 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = load_config(AvatarConfig, [DEFAULTS, args.config], args.overrides)
     device = resolve_device(config.device)
-    checkpoint = Path(config.out_root) / config.experiment / "latest.tar"
-    if not checkpoint.is_file():
-        raise SystemExit(f"{checkpoint} does not exist: train the avatar first (scripts/train_hand.sh {args.config})")
-    avatar = build_avatar(config, device)
-    state = torch.load(checkpoint, map_location=device, weights_only=True)
-    avatar.load_state_dict(state["network"])
-    avatar.eval()
+    avatar, checkpoint, iteration = load_avatar(config, device)
     dataset = evaluation_dataset(config)
     samples = [to_tensors(dataset[i], device) for i in range(min(args.frames, len(dataset)))]
-    print(f"{checkpoint} (iteration {state['iter']}), {len(samples)} frames of {config.data.eval_subject} at "
+    print(f"{checkpoint} (iteration {iteration}), {len(samples)} frames of {config.data.eval_subject} at "
           f"{config.data.resolution}x{config.data.resolution}, {config.N_samples} samples per ray ({config.sampling} "
           f"sampling), {config.precision}, {device}, {torch.get_num_threads()} threads; fast: group "
           f"{config.render.group}, tolerance {config.render.tolerance}")
