@@ -3,13 +3,13 @@ run; and how far apart their pictures are.
 
     python -m bench.render [--config configs/synthetic/demo.yaml] [--frames 2] [--bands 0,0.1] [key.sub=value ...]
 
-Loads <out_root>/<experiment>/latest.tar of the config (or run.ckpt; train it first: scripts/train_hand.sh),
-renders the first --frames evaluation frames (data.eval_subject every data.eval_skip-th frame, whole crop at
+Loads <out_root>/<experiment>/latest.tar of the config (or run.ckpt; train it first: scripts/train_hand.sh), renders
+the first --frames evaluation frames (data.eval_subject every data.eval_skip-th frame, whole crop at
 data.resolution, black background, as validation) with renderer=reference and with renderer=fast for each surface
 band of --bands (0: the exact fast renderer), and prints per renderer the seconds per frame, frames/s and the
-validation metrics (PSNR/SSIM, paper protocol), then per fast variant the speed-up and the PSNR of its render against
-the reference render. The reference renderer is the naive published one (every sample of every box ray, every part pair, every anchor):
-expect minutes per 256x256 frame on a CPU.
+validation metrics (PSNR/SSIM, paper protocol), then per fast variant the speed-up and the PSNR of its render
+against the reference render. The reference renderer is the naive published one (every sample of every box ray,
+every part pair, every anchor): expect minutes per 256x256 frame on a CPU.
 """
 
 from __future__ import annotations
