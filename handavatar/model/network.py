@@ -100,9 +100,10 @@ class HandAvatar(nn.Module):
             'alpha' (R,) accumulated opacity; 'occupancy' (N,) and 'points' (N, 3) of the N samples the renderer
             evaluated (reference: all R x S, ray-major; fast: those inside a part box before the ray stopped).
         """
-        if self.sampling == "parts":
+        if self.sampling == "parts" or self.renderer == "fast":  # (R, K) where each ray crosses each part box
             enter, leave = part_box_intervals(origin, directions, encoding.rotations[0], encoding.joints[0],
                                               encoding.box_centre[0], encoding.box_half[0])
+        if self.sampling == "parts":
             z, _ = sample_in_intervals(enter, leave, self.samples, stratified=stratified, generator=generator)
         else:
             z = sample_depths(near, far, self.samples, stratified=stratified, generator=generator)  # (R, S)
@@ -110,7 +111,7 @@ class HandAvatar(nn.Module):
             return self._render_reference(origin, directions, z, posed, encoding, background)
         if anchor_index is None:
             anchor_index = AnchorIndex(encoding.anchors[0], self.field.neighbours)
-        return self._march(origin, directions, z, posed, encoding, background, anchor_index)
+        return self._march(origin, directions, z, (leave > enter).any(1), posed, encoding, background, anchor_index)
 
     def appearance(self, anchor_dists: Tensor, anchor_ids: Tensor, occlusion: Tensor, pose: Tensor
                    ) -> tuple[Tensor, Tensor]:
@@ -139,8 +140,8 @@ class HandAvatar(nn.Module):
                                        "depth": z[..., None]}, background)
         return {**result, "occupancy": occupancy.reshape(-1), "points": points[0]}
 
-    def _march(self, origin: Tensor, directions: Tensor, z: Tensor, posed: MANOOutput, encoding: PairOFEncoding,
-               background: Tensor, anchor_index: AnchorIndex) -> dict[str, Tensor]:
+    def _march(self, origin: Tensor, directions: Tensor, z: Tensor, crosses: Tensor, posed: MANOOutput,
+               encoding: PairOFEncoding, background: Tensor, anchor_index: AnchorIndex) -> dict[str, Tensor]:
         """The fast renderer: the same samples and the same picture as `_render_reference`, with the work that
         cannot change it left out.
 
@@ -156,9 +157,7 @@ class HandAvatar(nn.Module):
           rgb, albedo, shading and alpha of a ray by less than `tolerance`.
         """
         rays, samples = z.shape
-        enter, leave = part_box_intervals(origin, directions, encoding.rotations[0], encoding.joints[0],
-                                          encoding.box_centre[0], encoding.box_half[0])
-        alive = (leave > enter).any(1).nonzero()[:, 0]
+        alive = crosses.nonzero()[:, 0]  # (R,) crosses: the ray crosses some part box
         passed = z.new_ones(alive.shape[0])  # transmittance of the alive rays
         carried = z.new_zeros(alive.shape[0], NUM_JOINTS)  # SelF's running maximum so far
         totals = {name: z.new_zeros(rays, width) for name, width in (("rgb", 3), ("albedo", 3), ("shading", 1),
