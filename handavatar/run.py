@@ -52,7 +52,7 @@ __all__ = ["Shot", "load_avatar", "plan_shots", "render_shot", "run"]
 _HINTS = {"hand.": "smpl_cfg.model_path, smpl_cfg.levels, data.hand", "field.": "smpl_cfg.pairof, smpl_cfg.levels",
           "deformer.": "network.deformer, smpl_cfg.levels", "albedo.": "network.code_dim, smpl_cfg.pairof",
           "anchor_embedding": "network.anchor_levels, smpl_cfg.pairof",
-          "shading.": "network.shading, network.anchor_levels"}
+          "shading.": "network.shading, network.shading_normal, network.anchor_levels"}
 """State-dict prefixes -> the config keys that decide those tensors' shapes."""
 
 

@@ -82,6 +82,7 @@ class SmplSection:
 class NetworkSection:
     deformer: bool
     shading: bool
+    shading_normal: bool
     code_dim: int
     anchor_levels: int
 
@@ -188,7 +189,8 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
     field.precision = config.precision
     torch.manual_seed(config.seed)
     net = config.network
-    return HandAvatar(hand, field, deformer=net.deformer, shading=net.shading, code_dim=net.code_dim,
+    return HandAvatar(hand, field, deformer=net.deformer, shading=net.shading,
+                      shading_normal=net.shading_normal, code_dim=net.code_dim,
                       anchor_levels=net.anchor_levels, samples=config.N_samples, sampling=config.sampling,
                       renderer=config.render.renderer, group=config.render.group,
                       tolerance=config.render.tolerance, band=config.render.band).to(device)
@@ -304,7 +306,7 @@ def train(config: AvatarConfig) -> Path:
               f"{group.world} image(s)")
     bar = tqdm(range(start, maxiter), initial=start, total=maxiter, desc="avatar",
                unit="it", disable=not group.main)
-    tick = time.perf_counter()
+    tick, rays, resumed_seconds = time.perf_counter(), 0, seconds
     for iteration in bar:
         began = time.perf_counter()
         step = (iteration + 1) % config.train.accum_iter == 0 or iteration + 1 == maxiter
@@ -314,6 +316,7 @@ def train(config: AvatarConfig) -> Path:
         torch.manual_seed(config.seed * 1_000_003 + image)  # patches, background and jitter of this image
         index = int(torch.randint(len(dataset), ()).item())
         sample = to_tensors(dataset[index], device)
+        rays += int(sample["ray_mask"].sum())
         with contextlib.nullcontext() if step or group.world == 1 else model.no_sync():
             out = model(sample, stratified=True, chunk=config.chunk)
             terms = losses(avatar, sample, out, config.train.lossweights, lpips)
@@ -348,6 +351,13 @@ def train(config: AvatarConfig) -> Path:
     group.close()
     if group.main:
         board.close()
+        spent = seconds - resumed_seconds
+        if maxiter > start and spent > 0:
+            speed = (f"{maxiter - start} iterations in {spent:.0f} s of training: {(maxiter - start) / spent:.2f} it/s, "
+                     f"{rays * group.world / spent:.0f} rays/s")
+            if device.type == "cuda":
+                speed += f"; peak GPU memory {torch.cuda.max_memory_allocated(device) / 2 ** 30:.2f} GiB"
+            print(speed + (f" ({group.world} processes)" if group.world > 1 else ""))
         print(f"wrote {latest}, TensorBoard logs in {out_dir / 'board'}")
     return latest
 

@@ -221,7 +221,8 @@ class PairOF(nn.Module):
 
     # ------------------------------------------------------------------------------------------------------------
     def query(self, points: Tensor, encoding: PairOFEncoding, *, intermediate: bool = False, soft: bool = False,
-              dense: bool = False, anchors: bool = True, chunk: int = 4096) -> PairOFOutput:
+              dense: bool = False, anchors: bool = True, chunk: int = 4096,
+              boxes: tuple[Tensor, Tensor] | None = None) -> PairOFOutput:
         """Occupancy of points.
 
         Args:
@@ -235,11 +236,13 @@ class PairOF(nn.Module):
             anchors: with `intermediate`, also search the nearest anchors (callers that need them for a subset
                 of the points call `nearest_anchors` themselves).
             chunk: points per batch element evaluated at once (memory stays bounded for any T).
+            boxes: `part_boxes(points, encoding)` when the caller has it already (it is not computed again).
 
         Returns:
             PairOFOutput.
         """
-        parts = [self._query_chunk(points[:, s:s + chunk], encoding, intermediate or soft, dense)
+        parts = [self._query_chunk(points[:, s:s + chunk], encoding, intermediate or soft, dense,
+                                   None if boxes is None else (boxes[0][:, :, s:s + chunk], boxes[1][:, :, s:s + chunk]))
                  for s in range(0, points.shape[1], chunk)]
         occupancy = torch.cat([p[0] for p in parts], 1)
         out = PairOFOutput(occupancy=occupancy)
@@ -262,9 +265,10 @@ class PairOF(nn.Module):
         inside = ((local - encoding.box_centre[:, :, None]).abs() < encoding.box_half[:, :, None]).all(-1)
         return local, inside
 
-    def _query_chunk(self, points: Tensor, enc: PairOFEncoding, with_parts: bool, dense: bool):
+    def _query_chunk(self, points: Tensor, enc: PairOFEncoding, with_parts: bool, dense: bool,
+                     boxes: tuple[Tensor, Tensor] | None = None):
         batch, count = points.shape[:2]
-        local, inside = self.part_boxes(points, enc)
+        local, inside = self.part_boxes(points, enc) if boxes is None else boxes
         parent, child = _PAIR_PARENT.to(points.device), _PAIR_CHILD.to(points.device)
         valid = inside[:, parent] | inside[:, child]  # (B, 15, T)
         evaluate = torch.ones_like(valid) if dense else valid

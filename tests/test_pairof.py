@@ -1,5 +1,5 @@
-"""PairOF: partition, boxes, pooling, sparse vs dense evaluation, the inside test, gradients, checkpoints and the
-pretraining command, against slow references and hand-computed cases."""
+"""PairOF: partition, boxes, pooling, sparse vs dense evaluation (and with the box test given), the inside test,
+gradients, checkpoints and the pretraining command, against slow references and hand-computed cases."""
 
 import numpy as np
 import pytest
@@ -110,7 +110,9 @@ def test_sparse_evaluation_equals_dense_and_chunks(hand):
         sparse = field.query(points, enc, intermediate=True, soft=True)
         dense = field.query(points, enc, intermediate=True, soft=True, dense=True)
         chunked = field.query(points, enc, intermediate=True, soft=True, chunk=257)
-    for out in (dense, chunked):
+        given = field.query(points, enc, intermediate=True, soft=True, chunk=257,
+                            boxes=field.part_boxes(points, enc))  # the caller's box test, not recomputed
+    for out in (dense, chunked, given):
         for name in ("occupancy", "part_occupancy", "soft_part_occupancy", "soft_occupancy"):
             torch.testing.assert_close(getattr(out, name), getattr(sparse, name), rtol=0, atol=1e-12)
         assert torch.equal(out.outside, sparse.outside)

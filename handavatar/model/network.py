@@ -42,6 +42,8 @@ class HandAvatar(nn.Module):
         field: PairOF for that layer. Its part and pair encoders are frozen; its decoder trains.
         deformer: use the pose-conditioned template offsets.
         shading: use SelF (otherwise shading = 1).
+        shading_normal: SelF also sees the posed surface normal (camera frame), blended over the nearest anchors
+            (not in the paper; see `SelF`).
         code_dim: albedo code width; anchor_levels: positional-encoding frequencies of the anchor positions.
         samples: samples per ray.
         sampling: 'box': evenly between near and far, where the ray crosses the posed hand's 3D box (published);
@@ -56,7 +58,7 @@ class HandAvatar(nn.Module):
     """
 
     def __init__(self, hand: MANO, field: PairOF, *, deformer: bool = True, shading: bool = True,
-                 code_dim: int = 128, anchor_levels: int = 3, samples: int = 64, sampling: str = "box",
+                 shading_normal: bool = False, code_dim: int = 128, anchor_levels: int = 3, samples: int = 64, sampling: str = "box",
                  renderer: str = "fast", group: int = 8, tolerance: float = 1e-3, band: float = 0.0):
         super().__init__()
         self.hand = hand.requires_grad_(False)
@@ -68,7 +70,7 @@ class HandAvatar(nn.Module):
         self.albedo = AlbedoField(anchors=anchors, code_dim=code_dim)
         # the published anchor embedding: gamma_L(10 x canonical anchor relative to joint 4), i.e. of decimetres
         self.register_buffer("anchor_embedding", positional_encoding(10 * field.anchor_canonical, anchor_levels))
-        self.shading = SelF(anchor_dim=self.anchor_embedding.shape[1]) if shading else None
+        self.shading = SelF(anchor_dim=self.anchor_embedding.shape[1], normal=shading_normal) if shading else None
         if sampling not in ("box", "parts"):
             raise ValueError(f"sampling {sampling!r} is not 'box' or 'parts'")
         if renderer not in RENDERERS:
@@ -113,15 +115,28 @@ class HandAvatar(nn.Module):
             anchor_index = AnchorIndex(encoding.anchors[0], self.field.neighbours)
         return self._march(origin, directions, z, (leave > enter).any(1), posed, encoding, background, anchor_index)
 
-    def appearance(self, anchor_dists: Tensor, anchor_ids: Tensor, occlusion: Tensor, pose: Tensor
-                   ) -> tuple[Tensor, Tensor]:
+    def anchor_normals(self, posed: MANOOutput) -> Tensor | None:
+        """(A, 3) unit normals of the faces the posed anchors lie on (model frame, which is oriented as the camera),
+        detached (shading never pushes on the geometry); None when SelF does not use them."""
+        if self.shading is None or not self.shading.normal:
+            return None
+        corners = posed.vertices[0].detach()[self.field.faces[self.field.anchor_faces]]  # (A, 3, 3)
+        return torch.nn.functional.normalize(torch.linalg.cross(corners[:, 1] - corners[:, 0],
+                                                                corners[:, 2] - corners[:, 0], dim=-1), dim=-1)
+
+    def appearance(self, anchor_dists: Tensor, anchor_ids: Tensor, occlusion: Tensor, pose: Tensor,
+                   normals: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Albedo (N, 3) and shading (N, 1) of N samples from their (N, k) nearest posed anchors, their (N, 16)
-        SelF occlusion (running maximum of the soft part occupancies along the ray) and the (48,) pose."""
+        SelF occlusion (running maximum of the soft part occupancies along the ray), the (48,) pose and the pose's
+        (A, 3) `anchor_normals`."""
         albedo = self.albedo(anchor_dists, anchor_ids)
         if self.shading is None:
             return albedo, torch.ones_like(albedo[:, :1])
         embedding = blend_anchors(self.anchor_embedding, anchor_dists, anchor_ids)
-        return albedo, self.shading(occlusion, embedding, pose)
+        normal = None
+        if normals is not None:
+            normal = torch.nn.functional.normalize(blend_anchors(normals, anchor_dists, anchor_ids), dim=-1)
+        return albedo, self.shading(occlusion, embedding, pose, normal)
 
     def _render_reference(self, origin: Tensor, directions: Tensor, z: Tensor, posed: MANOOutput,
                           encoding: PairOFEncoding, background: Tensor) -> dict[str, Tensor]:
@@ -134,7 +149,7 @@ class HandAvatar(nn.Module):
         occlusion = SelF.occlusion(out.soft_part_occupancy[0].transpose(0, 1).reshape(rays, samples, -1))
         dists, ids = self.field.nearest_anchors(points, encoding)
         albedo, shading = self.appearance(dists[0], ids[0], occlusion.reshape(rays * samples, -1),
-                                          posed.full_pose[0])
+                                          posed.full_pose[0], self.anchor_normals(posed))
         albedo, shading = albedo.view(rays, samples, 3), shading.view(rays, samples, 1)
         result = composite(occupancy, {"rgb": albedo * shading, "albedo": albedo, "shading": shading,
                                        "depth": z[..., None]}, background)
@@ -163,19 +178,22 @@ class HandAvatar(nn.Module):
         totals = {name: z.new_zeros(rays, width) for name, width in (("rgb", 3), ("albedo", 3), ("shading", 1),
                                                                      ("depth", 1), ("alpha", 1))}
         evaluated_points, evaluated_occupancy = [z.new_zeros(0, 3)], [z.new_zeros(0)]
-        pose = posed.full_pose[0]
+        pose, normals = posed.full_pose[0], self.anchor_normals(posed)
         for start in range(0, samples, self.group):
             if alive.numel() == 0:
                 break
             depth = z[alive, start:start + self.group]  # (r, g)
             points = origin + depth[..., None] * directions[alive, None]
-            inside = self.field.part_boxes(points.reshape(1, -1, 3), encoding)[1][0].any(0).view(depth.shape)
+            local, in_part = self.field.part_boxes(points.reshape(1, -1, 3), encoding)
+            inside = in_part[0].any(0).view(depth.shape)
             if self.band > 0:
                 inside[inside.clone()] = anchor_index.near(points[inside], self.band).to(inside.device)
             occupancy = depth.new_zeros(depth.shape)
             soft = depth.new_zeros(*depth.shape, carried.shape[1])
             if inside.any():
-                out = self.field.query(points[inside][None], encoding, intermediate=True, anchors=False)
+                flat = inside.reshape(-1)
+                out = self.field.query(points[inside][None], encoding, intermediate=True, anchors=False,
+                                       boxes=(local[:, :, flat], in_part[:, :, flat]))
                 occupancy = occupancy.index_put((inside,), out.occupancy[0])
                 soft = soft.index_put((inside,), out.soft_part_occupancy[0].transpose(0, 1))
                 evaluated_points.append(points[inside])
@@ -189,7 +207,7 @@ class HandAvatar(nn.Module):
             shading = depth.new_zeros(*depth.shape, 1)
             if active.any():
                 dists, ids = anchor_index.query(points[active])
-                a, s = self.appearance(dists, ids, occlusion[active], pose)
+                a, s = self.appearance(dists, ids, occlusion[active], pose, normals)
                 albedo, shading = albedo.index_put((active,), a), shading.index_put((active,), s)
             weights = part["weights"][..., None]
             part.update(rgb=(weights * albedo * shading).sum(1), albedo=(weights * albedo).sum(1),
