@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         avatar.renderer, avatar.band = name.split()[0], band
         renders[name], seconds[name] = [], []
         with torch.no_grad():
+            if device.type == "cuda":  # CUDA's start-up work (kernels, cuBLAS handles) is not a frame's time
+                avatar.render(samples[0], chunk=config.chunk)
             for sample in samples:
                 if device.type == "cuda":
                     torch.cuda.synchronize()

@@ -353,7 +353,8 @@ def train(config: AvatarConfig) -> Path:
         board.close()
         spent = seconds - resumed_seconds
         if maxiter > start and spent > 0:
-            speed = (f"{maxiter - start} iterations in {spent:.0f} s of training: {(maxiter - start) / spent:.2f} it/s, "
+            trained = maxiter - start
+            speed = (f"{trained} iterations in {spent:.0f} s of training: {trained / spent:.2f} it/s, "
                      f"{rays * group.world / spent:.0f} rays/s")
             if device.type == "cuda":
                 speed += f"; peak GPU memory {torch.cuda.max_memory_allocated(device) / 2 ** 30:.2f} GiB"

@@ -11,6 +11,7 @@ frames during training, into TensorBoard.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.metrics import psnr, ssim
 
-__all__ = ["validate", "evaluation_dataset", "frame_metrics", "layer_errors", "Progress"]
+__all__ = ["validate", "evaluation_dataset", "frame_metrics", "layer_errors", "saturated_shading", "Progress"]
 
 
 def evaluation_dataset(config) -> InterHandDataset:
@@ -66,6 +67,18 @@ def layer_errors(out: dict, sample: dict) -> dict[str, float]:
         scale = (pred * truth).sum(0) / (pred * pred).sum(0).clamp_min(1e-12)
         errors[f"{name}_error"] = (scale * pred - truth).abs().mean().item()
     return errors
+
+
+def saturated_shading(out: dict) -> float:
+    """Fraction of a render's opaque pixels (alpha > 0.5) whose shading is 1 or 0 to within 5e-4 (of their alpha,
+    since the shading map is composited): where SelF's sigmoid is saturated it passes no gradient, so a SelF that is
+    saturated everywhere no longer learns."""
+    alpha = out["alpha"].float()
+    opaque = alpha > 0.5
+    if not opaque.any():
+        return 0.0
+    shading, alpha = out["shading"][..., 0].float()[opaque], alpha[opaque]
+    return ((shading >= alpha - 5e-4) | (shading <= 5e-4)).float().mean().item()
 
 
 def _tile(out: dict, sample: dict) -> torch.Tensor:
@@ -121,7 +134,8 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
 class Progress:
     """Progress during training (rank 0): renders the first `train.progress_frames` evaluation frames, writes the
     tile rgb | albedo | shading | target | mask and the mean PSNR/SSIM/LPIPS to TensorBoard ('progress/...') and
-    appends a row (iteration, training seconds, metrics) to progress.csv."""
+    appends a row (iteration, training seconds, metrics) to progress.csv. Warns when SelF's shading is saturated at 1
+    on nearly every opaque pixel (`saturated_shading`)."""
 
     def __init__(self, config, dataset: InterHandDataset, lpips: LPIPS, csv: Path, device: torch.device):
         self.samples = [to_tensors(dataset[i], device) for i in range(min(config.train.progress_frames,
@@ -134,10 +148,16 @@ class Progress:
         with torch.no_grad():
             for sample in self.samples:
                 out = avatar.render(sample, chunk=self.chunk)
-                rows.append(frame_metrics(out["rgb"], sample, self.lpips))
+                rows.append({**frame_metrics(out["rgb"], sample, self.lpips),
+                             "shading_saturated": saturated_shading(out)})
                 tiles.append(_tile(out, sample))
         avatar.train()
         means = {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
+        if avatar.shading is not None and means["shading_saturated"] > 0.99:
+            tqdm.write(f"warning: at iteration {iteration} SelF's shading is saturated (0 or 1) on "
+                       f"{100 * means['shading_saturated']:.1f}% of the hand: its sigmoid passes no gradient there, so "
+                       "SelF no longer learns; lower train.lr_shading (published 5e-4) and train again",
+                       file=sys.stderr)
         board.add_image("progress", torch.cat(tiles, 0).numpy(), iteration, dataformats="HWC")
         for name, value in means.items():
             board.add_scalar(f"progress/{name}", value, iteration)

@@ -241,9 +241,11 @@ class PairOF(nn.Module):
         Returns:
             PairOFOutput.
         """
-        parts = [self._query_chunk(points[:, s:s + chunk], encoding, intermediate or soft, dense,
-                                   None if boxes is None else (boxes[0][:, :, s:s + chunk], boxes[1][:, :, s:s + chunk]))
-                 for s in range(0, points.shape[1], chunk)]
+        def part(s: int):
+            given = None if boxes is None else (boxes[0][:, :, s:s + chunk], boxes[1][:, :, s:s + chunk])
+            return self._query_chunk(points[:, s:s + chunk], encoding, intermediate or soft, dense, given)
+
+        parts = [part(s) for s in range(0, points.shape[1], chunk)]
         occupancy = torch.cat([p[0] for p in parts], 1)
         out = PairOFOutput(occupancy=occupancy)
         if intermediate or soft:

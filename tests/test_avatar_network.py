@@ -1,6 +1,7 @@
 """The assembled avatar on a synthetic capture's samples: shapes, background outside the rendered rays, the
 compositing identities, which parameters learn, and the ablation switches."""
 
+import copy
 import shutil
 
 import pytest
@@ -190,3 +191,45 @@ def test_sampling_inside_the_part_boxes(parts):
         _avatar(hand, sampling="grid")
     with pytest.raises(ValueError, match="renderer 'slow'"):
         _avatar(hand, renderer="slow")
+
+
+def test_shading_normal_input(parts):
+    """With network.shading_normal, SelF also sees the posed normal of the anchors' faces (unit, detached),
+    blended over the nearest anchors; the fast renderer still draws the reference's picture."""
+    hand, sample = parts
+    fast = _avatar(hand, shading_normal=True, tolerance=0.0)
+    reference = _avatar(hand, shading_normal=True, renderer="reference")
+    reference.load_state_dict(fast.state_dict())
+    assert fast.shading.net.layers[0].in_features == _avatar(hand).shading.net.layers[0].in_features + 3
+    posed = fast.pose(sample["global_orient"][None], sample["hand_pose"][None])
+    normals = fast.anchor_normals(posed)
+    corners = posed.vertices[0][fast.field.faces[fast.field.anchor_faces]]
+    by_hand = torch.stack([torch.linalg.cross(c[1] - c[0], c[2] - c[0]) for c in corners.detach()])
+    torch.testing.assert_close(normals, by_hand / by_hand.norm(dim=-1, keepdim=True))
+    assert not normals.requires_grad and _avatar(hand).anchor_normals(posed) is None
+    with torch.no_grad():
+        a = fast.render_rays(*_rays(fast, sample))
+        b = reference.render_rays(*_rays(reference, sample))
+    torch.testing.assert_close(a["shading"], b["shading"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="surface normals"):
+        fast.shading(torch.zeros(1, 16), torch.zeros(1, fast.anchor_embedding.shape[1]), torch.zeros(48))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("renderer", ["fast", "reference"])
+def test_cuda_renders_what_the_cpu_renders(parts, renderer):
+    """On CUDA (brute-force anchor search instead of the k-d tree) the picture and gradients are the CPU's."""
+    hand, sample = parts
+    cpu = _avatar(hand, renderer=renderer, band=0.05 if renderer == "fast" else 0.0)
+    gpu = _avatar(copy.deepcopy(hand), renderer=renderer, band=cpu.band).cuda()  # its own hand layer
+    gpu.load_state_dict(cpu.state_dict())
+    cuda_sample = {k: v.cuda() if torch.is_tensor(v) else v for k, v in sample.items()}
+    outs = [avatar.render(s) for avatar, s in ((cpu, sample), (gpu, cuda_sample))]
+    for out in outs:
+        (out["rgb"].sum() + out["alpha"].sum()).backward()
+    for name in ("rgb", "albedo", "shading", "alpha"):
+        torch.testing.assert_close(outs[1][name].cpu(), outs[0][name], rtol=1e-4, atol=1e-5)
+    assert outs[0]["alpha"].max() > 0.2
+    for (name, a), b in zip(cpu.named_parameters(), gpu.parameters()):
+        if a.grad is not None:  # summation orders differ: compare each gradient as a whole
+            assert (b.grad.cpu() - a.grad).norm() <= 1e-3 * a.grad.norm() + 1e-8, name

@@ -108,6 +108,28 @@ def test_perceptual_loss_and_progress_renders(setup):
         train(_config(setup, "experiment=x", "train.lossweights.lpips=1"))
 
 
+@pytest.mark.parametrize("rate, warned", [(1.0, True), (5e-4, False)])
+def test_a_saturated_self_is_reported(setup, capsys, rate, warned):
+    """SelF's sigmoid saturated at 0 or 1 has no gradient: a far too large learning rate gets there in one step, and
+    the progress renders say so; the published rate does not."""
+    train(_config(setup, f"experiment=saturated_{rate}", "train.maxiter=2", f"train.lr_shading={rate}",
+                  "train.progress_every=2", "train.progress_frames=1", "data.eval_skip=1"))
+    assert ("SelF's shading is saturated" in capsys.readouterr().err) == warned
+    rows = (setup / "runs" / f"saturated_{rate}" / "progress.csv").read_text().splitlines()
+    saturated = float(rows[1].split(",")[rows[0].split(",").index("shading_saturated")])
+    assert (saturated > 0.99) == warned
+
+
+def test_saturated_shading_by_hand():
+    from handavatar.validate import saturated_shading
+
+    alpha = torch.tensor([[[1.0, 1.0, 0.9995, 0.2]]])
+    shading = torch.tensor([[[[1.0], [0.5], [0.9993], [0.2]]]])  # opaque: saturated, not, saturated; transparent
+    assert saturated_shading({"alpha": alpha, "shading": shading}) == pytest.approx(2 / 3)
+    assert saturated_shading({"alpha": alpha, "shading": torch.zeros_like(shading)}) == 1.0  # dark: saturated at 0
+    assert saturated_shading({"alpha": torch.zeros_like(alpha), "shading": shading}) == 0.0
+
+
 def test_layer_errors_ignore_a_scale_per_channel():
     from handavatar.validate import layer_errors
 

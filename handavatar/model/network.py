@@ -58,8 +58,9 @@ class HandAvatar(nn.Module):
     """
 
     def __init__(self, hand: MANO, field: PairOF, *, deformer: bool = True, shading: bool = True,
-                 shading_normal: bool = False, code_dim: int = 128, anchor_levels: int = 3, samples: int = 64, sampling: str = "box",
-                 renderer: str = "fast", group: int = 8, tolerance: float = 1e-3, band: float = 0.0):
+                 shading_normal: bool = False, code_dim: int = 128, anchor_levels: int = 3, samples: int = 64,
+                 sampling: str = "box", renderer: str = "fast", group: int = 8, tolerance: float = 1e-3,
+                 band: float = 0.0):
         super().__init__()
         self.hand = hand.requires_grad_(False)
         self.field = field
