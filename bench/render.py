@@ -1,15 +1,16 @@
 """Frames per second of the fast renderer vs the reference renderer, on the same frames of a trained avatar, in one
 run; and how far apart their pictures are.
 
-    python -m bench.render [--config configs/synthetic/demo.yaml] [--frames 2] [--bands 0,0.1] [key.sub=value ...]
+    python -m bench.render [--config configs/synthetic/demo.yaml] [--frames 2] [--bands 0,0.1] [--tolerances 0.001]
+                           [key.sub=value ...]
 
 Loads <out_root>/<experiment>/latest.tar of the config (or run.ckpt; train it first: scripts/train_hand.sh), renders
 the first --frames evaluation frames (data.eval_subject every data.eval_skip-th frame, whole crop at
 data.resolution, black background, as validation) with renderer=reference and with renderer=fast for each surface
-band of --bands (0: the exact fast renderer), and prints per renderer the seconds per frame, frames/s and the
-validation metrics (PSNR/SSIM, paper protocol), then per fast variant the speed-up and the PSNR of its render
-against the reference render. The reference renderer is the naive published one (every sample of every box ray,
-every part pair, every anchor): expect minutes per 256x256 frame on a CPU.
+band of --bands (0: the exact fast renderer) and each render.tolerance of --tolerances, and prints per renderer the
+seconds per frame, frames/s and the validation metrics (PSNR/SSIM, paper protocol), then per fast variant the
+speed-up and the PSNR of its render against the reference render. The reference renderer is the naive published one
+(every sample of every box ray, every part pair, every anchor): expect minutes per 256x256 frame on a CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=2)
     parser.add_argument("--bands", type=lambda text: [float(b) for b in text.split(",")], default=[0.0, 0.1],
                         help="comma-separated render.band values of the fast renderer, e.g. 0,0.05,0.1")
+    parser.add_argument("--tolerances", type=lambda text: [float(t) for t in text.split(",")], default=None,
+                        help="comma-separated render.tolerance values of the fast renderer (default: the config's)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value")
     args = parser.parse_args(argv)
     config = load_config(AvatarConfig, [DEFAULTS, args.config], args.overrides)
@@ -47,9 +50,11 @@ def main(argv: list[str] | None = None) -> None:
           f"{config.render.group}, tolerance {config.render.tolerance}")
 
     renders, seconds = {}, {}
-    variants = [("reference", 0.0)] + [(f"fast band {band:g}", band) for band in args.bands]
-    for name, band in variants:
-        avatar.renderer, avatar.band = name.split()[0], band
+    tolerances = args.tolerances or [config.render.tolerance]
+    variants = [("reference", 0.0, 0.0)] + [(f"fast band {band:g}" + (f" tol {tol:g}" if args.tolerances else ""),
+                                             band, tol) for band in args.bands for tol in tolerances]
+    for name, band, tolerance in variants:
+        avatar.renderer, avatar.band, avatar.tolerance = name.split()[0], band, tolerance
         renders[name], seconds[name] = [], []
         with torch.no_grad():
             if device.type == "cuda":  # CUDA's start-up work (kernels, cuBLAS handles) is not a frame's time
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics = [frame_metrics(rgb, sample) for rgb, sample in zip(renders[name], samples)]
         mean = {key: float(np.mean([m[key] for m in metrics])) for key in metrics[0]}
         per_frame = float(np.mean(seconds[name]))
-        line = (f"{name:16s} {per_frame:8.2f} s/frame  {1 / per_frame:7.3f} frames/s   vs ground truth: PSNR "
+        line = (f"{name:24s} {per_frame:8.2f} s/frame  {1 / per_frame:7.3f} frames/s   vs ground truth: PSNR "
                 f"{mean['psnr']:.3f} dB, SSIM {mean['ssim']:.4f} (hand pixels: {mean['psnr_masked']:.3f} dB)")
         if name != "reference":
             agreement = min(psnr(a[0].clamp(0, 1).float(), b[0].clamp(0, 1).float()).item()
