@@ -364,16 +364,14 @@ def train(config: AvatarConfig) -> Path:
 
 
 def run_validation(config: AvatarConfig) -> dict:
-    """`phase: val`: load <out_root>/<experiment>/latest.tar and validate it (handavatar.validate)."""
+    """`phase: val`: load <out_root>/<experiment>/latest.tar (or run.ckpt), checked against this config, and
+    validate it (handavatar.validate)."""
+    from handavatar.run import load_avatar  # here: handavatar.run imports this module
+
     device = resolve_device(config.device)
-    latest = Path(config.out_root) / config.experiment / "latest.tar"
-    if not latest.is_file():
-        raise FileNotFoundError(f"{latest} does not exist: train first (phase: train, scripts/train_hand.sh)")
-    avatar = build_avatar(config, device)
-    state = torch.load(latest, map_location=device, weights_only=True)
-    avatar.load_state_dict(state["network"])
+    avatar, latest, iteration = load_avatar(config, device)
     summary = validate(config, avatar, latest.parent / "val", device)
-    print(f"iteration {state['iter']}, {summary['frames']} frames of {summary['subject']}: PSNR {summary['psnr']:.2f} "
+    print(f"iteration {iteration}, {summary['frames']} frames of {summary['subject']}: PSNR {summary['psnr']:.2f} "
           f"dB, SSIM {summary['ssim']:.4f} (paper protocol); hand pixels: PSNR {summary['psnr_masked']:.2f} dB, SSIM "
           f"{summary['ssim_masked']:.4f}; LPIPS {summary['lpips']:.4f} ({summary['lpips_name']})" +
           (f"; albedo error {summary['albedo_error']:.4f}, shading error {summary['shading_error']:.4f}"

@@ -86,7 +86,7 @@ def test_validation_reports(setup):
     first = float(rows[1].split(",")[1])
     assert first == pytest.approx(peak_signal_noise_ratio(target, pred, data_range=1.0), rel=1e-6)
     assert 0 < summary["ssim"] <= 1 and np.isfinite(summary["psnr_masked"])
-    with pytest.raises(FileNotFoundError, match="train first"):
+    with pytest.raises(FileNotFoundError, match="does not exist: train the avatar first"):
         run_validation(_config(setup, "experiment=never", "phase=val"))
 
 
