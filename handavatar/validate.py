@@ -24,7 +24,8 @@ from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.metrics import psnr, ssim
 
-__all__ = ["validate", "evaluation_dataset", "frame_metrics", "layer_errors", "saturated_shading", "Progress"]
+__all__ = ["validate", "evaluation_dataset", "frame_metrics", "layer_errors", "saturated_shading", "Progress",
+           "append_row"]
 
 
 def evaluation_dataset(config) -> InterHandDataset:
@@ -161,9 +162,22 @@ class Progress:
         board.add_image("progress", torch.cat(tiles, 0).numpy(), iteration, dataformats="HWC")
         for name, value in means.items():
             board.add_scalar(f"progress/{name}", value, iteration)
-        header = not self.csv.is_file()
-        with open(self.csv, "a") as f:
-            if header:
-                f.write(",".join(["iteration", "seconds", *means]) + "\n")
-            f.write(",".join([str(iteration), f"{seconds:.1f}", *(f"{v:.6f}" for v in means.values())]) + "\n")
+        append_row(self.csv, {"iteration": str(iteration), "seconds": f"{seconds:.1f}",
+                              **{name: f"{value:.6f}" for name, value in means.items()}})
         return means
+
+
+def append_row(path: Path, row: dict[str, str]) -> None:
+    """Append a row to a CSV file, writing the header first for a new file. When the file's header has other columns
+    (a run resumed by code that reports other metrics), the file is first rewritten under the new header, with its
+    old rows kept and their missing values left empty."""
+    columns = list(row)
+    lines = path.read_text().splitlines() if path.is_file() else []
+    if lines and lines[0].split(",") == columns:
+        with open(path, "a") as f:
+            f.write(",".join(row.values()) + "\n")
+        return
+    old = lines[0].split(",") if lines else columns
+    rows = [dict(zip(old, line.split(","))) for line in lines[1:]] + [row]
+    text = "\n".join([",".join(columns)] + [",".join(r.get(c, "") for c in columns) for r in rows]) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))

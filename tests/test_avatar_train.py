@@ -179,3 +179,14 @@ def test_the_published_schedule_counts_epochs(setup):
     assert state["iter"] == 4  # 0.5 epochs of 8 images
     lr = [g["lr"] for g in state["optimizer"]["param_groups"] if g["name"] == "avatar"][0]
     assert lr == pytest.approx(config.train.lr * 0.1 ** (3 / 4))
+
+
+def test_progress_csv_keeps_its_rows_when_the_columns_change(tmp_path):
+    from handavatar.validate import append_row
+
+    path = tmp_path / "progress.csv"
+    append_row(path, {"iteration": "1", "psnr": "20.0"})
+    append_row(path, {"iteration": "2", "psnr": "21.0"})
+    assert path.read_text() == "iteration,psnr\n1,20.0\n2,21.0\n"
+    append_row(path, {"iteration": "3", "seconds": "9.5", "psnr": "22.0"})  # resumed by code with another column
+    assert path.read_text() == "iteration,seconds,psnr\n1,,20.0\n2,,21.0\n3,9.5,22.0\n"
