@@ -192,12 +192,12 @@ class HandAvatar(nn.Module):
             occupancy = depth.new_zeros(depth.shape)
             soft = depth.new_zeros(*depth.shape, carried.shape[1])
             if inside.any():
-                flat = inside.reshape(-1)
-                out = self.field.query(points[inside][None], encoding, intermediate=True, anchors=False,
+                flat, inner = inside.reshape(-1), points[inside]
+                out = self.field.query(inner[None], encoding, intermediate=True, anchors=False,
                                        boxes=(local[:, :, flat], in_part[:, :, flat]))
                 occupancy = occupancy.index_put((inside,), out.occupancy[0])
                 soft = soft.index_put((inside,), out.soft_part_occupancy[0].transpose(0, 1))
-                evaluated_points.append(points[inside])
+                evaluated_points.append(inner)
                 evaluated_occupancy.append(out.occupancy[0])
             occlusion = SelF.occlusion(torch.cat([carried[:, None], soft], 1))[:, 1:]
             part = composite(occupancy, {"depth": depth[..., None]}, transmittance=passed)
