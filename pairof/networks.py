@@ -38,6 +38,14 @@ class ResnetBlockFC(nn.Module):
         return x @ ws[:, :c].T + pooled @ ws[:, c:].T + self.fc_1(torch.relu(hidden))
 
 
+def _set_max(h: Tensor) -> Tensor:
+    """(..., S, C) -> (..., 1, C) maximum over the set; a pair (S = 2) as one elementwise maximum, which is several
+    times faster on the CPU than a reduction over a dimension of 2."""
+    if h.shape[-2] == 2:
+        return torch.maximum(h[..., :1, :], h[..., 1:, :])
+    return h.max(dim=-2, keepdim=True).values
+
+
 class ResnetPointnet(nn.Module):
     """PointNet with residual blocks: fc_pos (dim -> 2h), then blocks 0, 1, 3 and 4 (2h -> h) with a max-pool over
     the set concatenated to every element after blocks 0, 1 and 3; optionally a final max-pool; fc_c (h -> out).
@@ -61,10 +69,19 @@ class ResnetPointnet(nn.Module):
         """(..., 2h) output of fc_pos -> (..., h) output of block 0 (per element)."""
         return self.block_0(first_layer)
 
-    def head(self, h: Tensor) -> Tensor:
-        """(..., S, h) block-0 features of a set -> (..., S, out), or (..., out) with the final pool."""
-        for block in (self.block_1, self.block_3, self.block_4):  # each sees [element, max over the set]
-            h = block.forward_pooled(h, h.max(dim=-2, keepdim=True).values)
+    def head(self, h: Tensor, select: Tensor | None = None) -> Tensor:
+        """(..., S, h) block-0 features of a set -> (..., S, out), or (..., out) with the final pool.
+
+        select: (..., S) bool, without the final pool: only the selected elements' outputs are computed, (n, out)
+        in the order of `select.nonzero()` (the pools still see every element of the set)."""
+        for block in (self.block_1, self.block_3):  # each sees [element, max over the set]
+            h = block.forward_pooled(h, _set_max(h))
+        pooled = _set_max(h)
+        if select is not None:
+            if self.final_pool:
+                raise ValueError("select needs a head without the final pool")
+            h, pooled = h[select], pooled.expand_as(h)[select]
+        h = self.block_4.forward_pooled(h, pooled)
         if self.final_pool:
             h = h.max(dim=-2).values
         return self.fc_c(torch.relu(h))

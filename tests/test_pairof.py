@@ -10,7 +10,7 @@ import smplx
 from smplx.hand_pose import named_poses
 from pairof.inside import generalized_winding_numbers, winding_numbers
 from pairof.model import PairOF, masked_softmax_pool
-from pairof.networks import ResnetBlockFC
+from pairof.networks import ResnetBlockFC, ResnetPointnet
 from pairof.partition import PAIRS, partition_mesh
 from pairof.checkpoint import load_pairof
 from pairof.train import main as train_main
@@ -100,6 +100,35 @@ def test_pooled_block_equals_the_concatenation():
     pooled = x.max(1, keepdim=True).values
     expected = block(torch.cat([x, pooled.expand_as(x)], -1))
     torch.testing.assert_close(block.forward_pooled(x, pooled), expected)
+
+
+def test_head_of_selected_elements_equals_the_full_head():
+    torch.manual_seed(2)
+    net = ResnetPointnet(3, 16, 8, final_pool=False).double()
+    for block in (net.block_1, net.block_3, net.block_4):
+        torch.nn.init.normal_(block.fc_1.weight)
+    for size in (2, 3):  # a pair (elementwise maximum) and a larger set (reduction)
+        h = torch.randn(9, size, 16, dtype=torch.float64)
+        select = torch.rand(9, size) < 0.5
+        torch.testing.assert_close(net.head(h, select), net.head(h)[select])
+
+
+def test_sparse_gradients_equal_dense(hand):
+    """The sparse query leaves out the tokens of parts whose box does not hold the point: nothing they would
+    have received a gradient through survives the pooling, so the decoder's gradients are those of the dense
+    query."""
+    _, _, field, posed = hand
+    enc = field.encode(posed.vertices, posed.joints, posed.full_pose)
+    points = _points(posed, 600)
+    grads = []
+    for dense in (False, True):
+        field.zero_grad()
+        out = field.query(points, enc, intermediate=True, soft=True, dense=dense)
+        (out.occupancy.square().sum() + out.soft_part_occupancy.sum()).backward(retain_graph=True)
+        grads.append([p.grad.clone() for p in field.decoder.parameters()])
+    for sparse, dense in zip(*grads):
+        torch.testing.assert_close(sparse, dense, rtol=1e-9, atol=1e-12)
+    assert sum(g.abs().sum() for g in grads[0]) > 0
 
 
 def test_sparse_evaluation_equals_dense_and_chunks(hand):
