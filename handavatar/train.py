@@ -8,7 +8,9 @@ Each iteration renders the patches of one image and adds weighted losses: LPIPS 
 silhouette of the posed hand against its dilated mask, and the occupancy at the ray samples against the winding
 number of the sealed posed MANO-HD. Gradients accumulate over `train.accum_iter` images per Adam step; the learning
 rates (the albedo MLP and the deformer, the albedo codebook, SelF, PairOF's decoder) fall 10x over
-`train.decay_iters` images (0: `train.decay_epochs` x the training images, as published).
+`train.decay_iters` images (0: `train.decay_epochs` x the training images, as published). With `train.ema` > 0 the
+run also keeps an exponential moving average of the weights (not in the paper), which the checkpoint's network, the
+progress renders and every later use of the checkpoint get.
 Writes <out_root>/<experiment>/: latest.tar (iteration, model and optimizer state; written atomically;
 a later run with resume: true continues exactly), board/ (TensorBoard: losses, learning rates, iterations/s, and
 every `train.progress_every` iterations renders and metrics of a few evaluation frames), progress.csv (those metrics
@@ -19,6 +21,7 @@ latest.tar kept. Under `torchrun` (handavatar.distributed) the processes train o
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -110,6 +113,8 @@ class TrainSection:
     save_every: int
     progress_every: int
     progress_frames: int
+    ema: float
+    sil_mask: Literal["square", "disc"]
 
 
 @dataclass
@@ -196,6 +201,24 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
                       tolerance=config.render.tolerance, band=config.render.band).to(device)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights: after optimiser step n, average <- average + (1 - d)
+    (weights - average) with d = min(decay, (1 + n) / (10 + n)) (the usual warm-up, so that the first steps are not
+    averaged with the initialisation for long). `model` renders with the averaged weights."""
+
+    def __init__(self, avatar: HandAvatar, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ConfigError(f"train.ema {decay} must be in (0, 1) (0 turns the average off)")
+        self.model, self.decay = copy.deepcopy(avatar).requires_grad_(False), decay
+
+    def update(self, avatar: HandAvatar, steps: int) -> None:
+        """Fold in the weights after optimiser step `steps` (1, 2, ...)."""
+        rate = 1.0 - min(self.decay, (1 + steps) / (10 + steps))
+        with torch.no_grad():
+            for average, current in zip(self.model.parameters(), avatar.parameters()):
+                average.lerp_(current, rate)
+
+
 def make_optimizer(avatar: HandAvatar, train: TrainSection) -> torch.optim.Adam:
     """Adam with one group per learning rate: the albedo codebook at lr_codes, SelF at lr_shading, PairOF's decoder at
     lr_pairof, every other trainable parameter (albedo MLP, deformer) at lr."""
@@ -228,10 +251,10 @@ def check_patch_size(lpips: LPIPS, size: int, device: torch.device) -> None:
                           "patch.size >= 24 or set train.lossweights.lpips=0") from None
 
 
-def losses(avatar: HandAvatar, sample: dict, out: dict, weights: LossWeights, lpips: LPIPS | None = None
-           ) -> dict[str, torch.Tensor]:
+def losses(avatar: HandAvatar, sample: dict, out: dict, weights: LossWeights, lpips: LPIPS | None = None,
+           sil_mask: str = "square") -> dict[str, torch.Tensor]:
     """The weighted loss terms of one rendered sample (only those with a non-zero weight; `lpips` is needed when
-    its weight is not zero)."""
+    its weight is not zero; `sil_mask`: the shape the silhouette loss dilates the mask with)."""
     terms = {}
     if weights.lpips:
         patches = out["rgb"].permute(0, 3, 1, 2).float()
@@ -242,7 +265,7 @@ def losses(avatar: HandAvatar, sample: dict, out: dict, weights: LossWeights, lp
         vertices_cam = out["posed"].vertices + sample["Th"]
         size = sample["alpha_image"].shape[-1]
         silhouette = point_silhouette(vertices_cam, sample["K"], size)
-        terms["sil"] = weights.sil * silhouette_loss(silhouette, sample["alpha_image"][None])
+        terms["sil"] = weights.sil * silhouette_loss(silhouette, sample["alpha_image"][None], shape=sil_mask)
     if weights.iou3d and out["points"].numel():
         posed = out["posed"]
         points = out["points"].reshape(-1, 3)
@@ -274,20 +297,26 @@ def train(config: AvatarConfig) -> Path:
     if config.train.lossweights.lpips:
         check_patch_size(lpips, config.patch.size, device)
     optimizer = make_optimizer(avatar, config.train)
-    latest, start, seconds = out_dir / "latest.tar", 0, 0.0
+    latest, start, seconds, state = out_dir / "latest.tar", 0, 0.0, None
     if config.resume and latest.is_file():
         state = torch.load(latest, map_location=device, weights_only=True)
-        avatar.load_state_dict(state["network"])
+        avatar.load_state_dict(state.get("trained_network", state["network"]))  # an averaged run: the raw weights
         optimizer.load_state_dict(state["optimizer"])
         start, seconds = int(state["iter"]), float(state.get("seconds", 0.0))
         if group.main:
             print(f"resuming {latest} at iteration {start}")
+    average = WeightAverage(avatar, config.train.ema) if config.train.ema else None
+    if average is not None and state is not None and "trained_network" in state:
+        average.model.load_state_dict(state["network"])
+    rendered = avatar if average is None else average.model  # what the checkpoint and the progress renders hold
     model = avatar if group.world == 1 else DistributedDataParallel(
         avatar, find_unused_parameters=True, broadcast_buffers=False)
 
     def save(iteration: int) -> None:
-        state = {"iter": iteration, "seconds": seconds, "network": avatar.state_dict(),
+        state = {"iter": iteration, "seconds": seconds, "network": rendered.state_dict(),
                  "optimizer": optimizer.state_dict(), "config": json.dumps(config_to_dict(config))}
+        if average is not None:
+            state["trained_network"] = avatar.state_dict()
         atomic_write(latest, lambda f: torch.save(state, f))
 
     board = progress = None
@@ -319,7 +348,7 @@ def train(config: AvatarConfig) -> Path:
         rays += int(sample["ray_mask"].sum())
         with contextlib.nullcontext() if step or group.world == 1 else model.no_sync():
             out = model(sample, stratified=True, chunk=config.chunk)
-            terms = losses(avatar, sample, out, config.train.lossweights, lpips)
+            terms = losses(avatar, sample, out, config.train.lossweights, lpips, config.train.sil_mask)
             for name, value in terms.items():
                 if not torch.isfinite(value):
                     raise FloatingPointError(f"loss term {name} became {value.item()} at iteration {iteration} "
@@ -330,6 +359,8 @@ def train(config: AvatarConfig) -> Path:
         if step:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if average is not None:
+                average.update(avatar, -(-(iteration + 1) // config.train.accum_iter))
         done = iteration + 1
         seconds += time.perf_counter() - began
         if not group.main:
@@ -345,7 +376,7 @@ def train(config: AvatarConfig) -> Path:
         if done % config.train.save_every == 0 or done == maxiter:
             save(done)
         if progress is not None and (done % config.train.progress_every == 0 or done == maxiter):
-            progress.log(avatar, board, done, seconds)
+            progress.log(rendered, board, done, seconds)
             tick = time.perf_counter()
     bar.close()
     group.close()

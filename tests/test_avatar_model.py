@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import smplx
-from handavatar.losses import point_silhouette, silhouette_loss
+from handavatar.losses import dilate, point_silhouette, silhouette_loss
 from handavatar.model import AlbedoField, Deformer, SelF, inverse_distance_weights, positional_encoding
 
 
@@ -80,6 +80,20 @@ def test_point_silhouette_weights_and_union():
     two = torch.tensor([[[0.0, 0.0, 1.0], [0.2, 0.0, 1.0]]], dtype=torch.float64)  # pixels (10, 10) and (12, 10)
     s2 = point_silhouette(two, K, 21, radius=3.0)[0]
     assert s2[10, 11] == pytest.approx(1 - (1 - 8 / 9) * (1 - 8 / 9))  # 1 - prod(1 - alpha)
+
+
+def test_mask_dilation_square_and_disc():
+    mask = torch.zeros(1, 15, 15)
+    mask[0, 7, 7] = 1
+    square, disc = dilate(mask, 3), dilate(mask, 3, shape="disc")
+    assert square.sum() == 49 and square[0, 4:11, 4:11].all()
+    ys, xs = torch.meshgrid(torch.arange(15.0), torch.arange(15.0), indexing="ij")
+    assert torch.equal(disc[0], (((ys - 7) ** 2 + (xs - 7) ** 2) <= 9).float())  # the 29 pixels within 3 px
+    edge = torch.zeros(1, 40, 40)
+    edge[0, :20] = 1  # a straight edge: both grow it by exactly 3 rows
+    assert torch.equal(dilate(edge, 3), dilate(edge, 3, shape="disc")) and dilate(edge, 3)[0, :23].all()
+    with pytest.raises(ValueError, match="'hexagon' is not"):
+        dilate(mask, 3, shape="hexagon")
 
 
 def test_silhouette_loss_pulls_points_onto_the_mask():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from smplx.config import ConfigError, load_config
-from handavatar.train import DEFAULTS, AvatarConfig, run_validation, train
+from handavatar.train import DEFAULTS, AvatarConfig, WeightAverage, run_validation, train
 from tests.hand_fixtures import train_tiny_pairof
 
 
@@ -31,13 +31,22 @@ def _config(work, *overrides):
         "train.log_every=1", "train.lossweights.lpips=0", "train.progress_every=0", *overrides])
 
 
-def test_resume_continues_exactly(setup):
-    straight = torch.load(train(_config(setup, "experiment=straight", "train.maxiter=4")), weights_only=True)
-    train(_config(setup, "experiment=split", "train.maxiter=2"))
-    resumed = torch.load(train(_config(setup, "experiment=split", "train.maxiter=4")), weights_only=True)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_continues_exactly(setup, ema):
+    name = "_ema" if ema else ""  # 'straight' is validated below
+    straight = torch.load(train(_config(setup, f"experiment=straight{name}", "train.maxiter=4", f"train.ema={ema}")),
+                          weights_only=True)
+    train(_config(setup, f"experiment=split{name}", "train.maxiter=2", f"train.ema={ema}"))
+    resumed = torch.load(train(_config(setup, f"experiment=split{name}", "train.maxiter=4", f"train.ema={ema}")),
+                         weights_only=True)
     assert straight["iter"] == resumed["iter"] == 4
-    for name, value in straight["network"].items():
-        assert torch.equal(value, resumed["network"][name]), name
+    networks = ("network", "trained_network") if ema else ("network",)
+    assert ("trained_network" in straight) == bool(ema)
+    for network in networks:
+        for name, value in straight[network].items():
+            assert torch.equal(value, resumed[network][name]), (network, name)
+    if ema:  # the checkpoint's network is the average, not the last weights
+        assert not torch.equal(straight["network"]["albedo.codes"], straight["trained_network"]["albedo.codes"])
     assert straight["optimizer"]["state"].keys() == resumed["optimizer"]["state"].keys()
     for key, state in straight["optimizer"]["state"].items():
         assert torch.equal(state["exp_avg"], resumed["optimizer"]["state"][key]["exp_avg"])
@@ -45,6 +54,22 @@ def test_resume_continues_exactly(setup):
                                                                         "pairof_decoder"]
     assert [g["lr"] for g in straight["optimizer"]["param_groups"]] == [
         g["lr"] for g in resumed["optimizer"]["param_groups"]]
+
+
+def test_weight_average_by_hand():
+    layer = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(layer.weight, 1.0)
+    average = WeightAverage(layer, 0.5)
+    expected = 1.0
+    for steps, weight in ((1, 3.0), (2, 5.0), (3, -1.0)):
+        torch.nn.init.constant_(layer.weight, weight)
+        average.update(layer, steps)
+        decay = min(0.5, (1 + steps) / (10 + steps))  # 0.5 from step 9 on: the warm-up decays are smaller here
+        expected = decay * expected + (1 - decay) * weight
+        assert average.model.weight.item() == pytest.approx(expected, abs=1e-6)
+    assert not average.model.weight.requires_grad
+    with pytest.raises(ConfigError, match="train.ema 1.0 must be in"):
+        WeightAverage(layer, 1.0)
 
 
 def test_missing_inputs_and_bad_settings_are_named(setup):
