@@ -291,24 +291,22 @@ class PairOF(nn.Module):
         with contextlib.nullcontext() if low else self._autocast():
             stems = encoder.stem(pre.to(torch.bfloat16) if low else pre)
             tokens = torch.stack([stems[row[pb, parent[pc], pt]], stems[row[pb, child[pc], pt]]], dim=1)
-            if dense:  # every token of every pair (those of pairs that do not hold the point are dropped below)
-                f = decoder(encoder.head(tokens))[..., 0].to(points.dtype)  # (M, 2)
-                where = (pb[:, None].expand(-1, 2), pt[:, None].expand(-1, 2),
-                         (2 * pc)[:, None] + torch.arange(2, device=points.device))
+            if dense:  # every token of every pair, then those of the pairs that do not hold the point are dropped
+                written = valid[pb, pc, pt][:, None].expand(-1, 2)
+                f = decoder(encoder.head(tokens))[..., 0][written]
             else:  # only the tokens of parts whose box holds the point: the others are zeroed by `_pool_parts`
-                used = torch.stack([inside[pb, parent[pc], pt], inside[pb, child[pc], pt]], dim=1)  # (M, 2)
-                m, side = used.nonzero(as_tuple=True)
-                f = decoder(encoder.head(tokens, used))[..., 0].to(points.dtype)  # (n,) in the order of (m, side)
-                where = (pb[m], pt[m], 2 * pc[m] + side)
+                written = torch.stack([inside[pb, parent[pc], pt], inside[pb, child[pc], pt]], dim=1)  # (M, 2)
+                f = decoder(encoder.head(tokens, written))[..., 0]
+        m, side = written.nonzero(as_tuple=True)  # the order of f
+        where, f = (pb[m], pt[m], 2 * pc[m] + side), f.to(points.dtype)
         tokens_occ = torch.zeros(batch, count, len(PAIRS) * 2, dtype=points.dtype, device=points.device)
         tokens_soft = torch.zeros_like(tokens_occ)
-        hold = valid[pb, pc, pt][:, None].to(f.dtype) if dense else 1.0
-        tokens_occ = tokens_occ.index_put(where, torch.sigmoid(-f) * hold)
+        tokens_occ = tokens_occ.index_put(where, torch.sigmoid(-f))
         part_occ = self._pool_parts(tokens_occ, inside)
         occupancy = masked_softmax_pool(part_occ, self.sigma, dim=1)
         if not with_parts:
             return (occupancy,)
-        tokens_soft = tokens_soft.index_put(where, torch.sigmoid(-self.soft_beta * f) * hold)
+        tokens_soft = tokens_soft.index_put(where, torch.sigmoid(-self.soft_beta * f))
         return occupancy, part_occ, self._pool_parts(tokens_soft, inside), ~inside.any(1)
 
     def _pool_parts(self, tokens: Tensor, inside: Tensor) -> Tensor:
