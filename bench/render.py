@@ -1,15 +1,16 @@
 """Frames per second of the fast renderer vs the reference renderer, on the same frames of a trained avatar, in one
 run; and how far apart their pictures are.
 
-    python -m bench.render [--config configs/synthetic/demo.yaml] [--frames 2] [--bands 0,0.1] [--tolerances 0.001]
-                           [key.sub=value ...]
+    python -m bench.render [--config configs/synthetic/demo.yaml] [--frames 2] [--bands 0,0.1,auto]
+                           [--tolerances 0.001] [key.sub=value ...]
 
 Loads <out_root>/<experiment>/latest.tar of the config (or run.ckpt; train it first: scripts/train_hand.sh), renders
 the first --frames evaluation frames (data.eval_subject every data.eval_skip-th frame, whole crop at
 data.resolution, black background, as validation) with renderer=reference and with renderer=fast for each surface
-band of --bands (0: the exact fast renderer) and each render.tolerance of --tolerances, and prints per renderer the
-seconds per frame, frames/s and the validation metrics (PSNR/SSIM, paper protocol), then per fast variant the
-speed-up and the PSNR of its render against the reference render. The reference renderer is the naive published one
+band of --bands (0: the exact fast renderer; auto: measured on the avatar's field first, once, not part of the
+frame times) and each render.tolerance of --tolerances, and prints per renderer the seconds per frame, frames/s and
+the validation metrics (PSNR/SSIM, paper protocol), then per fast variant the speed-up and the PSNR of its render
+against the reference render. The reference renderer is the naive published one
 (every sample of every box ray, every part pair, every anchor): expect minutes per 256x256 frame on a CPU.
 """
 
@@ -33,8 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/synthetic/demo.yaml")
     parser.add_argument("--frames", type=int, default=2)
-    parser.add_argument("--bands", type=lambda text: [float(b) for b in text.split(",")], default=[0.0, 0.1],
-                        help="comma-separated render.band values of the fast renderer, e.g. 0,0.05,0.1")
+    parser.add_argument("--bands", type=lambda text: [b if b == "auto" else float(b) for b in text.split(",")],
+                        default=[0.0, 0.1, "auto"],
+                        help="comma-separated render.band values of the fast renderer, e.g. 0,0.05,0.1,auto")
     parser.add_argument("--tolerances", type=lambda text: [float(t) for t in text.split(",")], default=None,
                         help="comma-separated render.tolerance values of the fast renderer (default: the config's)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value")
@@ -49,14 +51,24 @@ def main(argv: list[str] | None = None) -> None:
           f"sampling), {config.precision}, {device}, {torch.get_num_threads()} threads; fast: group "
           f"{config.render.group}, tolerance {config.render.tolerance}")
 
-    renders, seconds = {}, {}
+    renders, seconds, measured = {}, {}, None
     tolerances = args.tolerances or [config.render.tolerance]
-    variants = [("reference", 0.0, 0.0)] + [(f"fast band {band:g}" + (f" tol {tol:g}" if args.tolerances else ""),
+    variants = [("reference", 0.0, 0.0)] + [(f"fast band {band}" + (f" tol {tol:g}" if args.tolerances else ""),
                                              band, tol) for band in args.bands for tol in tolerances]
     for name, band, tolerance in variants:
         avatar.renderer, avatar.band, avatar.tolerance = name.split()[0], band, tolerance
         renders[name], seconds[name] = [], []
         with torch.no_grad():
+            if band == "auto" and measured is None:  # on the frames' poses first (see HandAvatar.surface_band)
+                start = time.perf_counter()
+                for sample in samples:
+                    posed = avatar.pose(sample["global_orient"][None], sample["hand_pose"][None])
+                    measured = avatar.surface_band(posed, avatar.field.encode(posed.vertices, posed.joints,
+                                                                              posed.full_pose))
+                quantiles = torch.quantile(measured.float().cpu(), torch.tensor([0.0, 0.5, 0.9, 1.0])).tolist()
+                print(f"band auto: measured on {avatar.band_poses} of the {len(samples)} frames' poses in "
+                      f"{time.perf_counter() - start:.1f} s; per anchor (dm) min {quantiles[0]:.3f}, median "
+                      f"{quantiles[1]:.3f}, 90% {quantiles[2]:.3f}, max {quantiles[3]:.3f}", flush=True)
             if device.type == "cuda":  # CUDA's start-up work (kernels, cuBLAS handles) is not a frame's time
                 avatar.render(samples[0], chunk=config.chunk)
             for sample in samples:

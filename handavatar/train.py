@@ -128,7 +128,10 @@ class RenderSection:
     renderer: Literal["fast", "reference"]
     group: int
     tolerance: float
-    band: float
+    band: float | Literal["auto"]
+    band_margin: float
+    band_min: float
+    band_training: float
 
 
 @dataclass
@@ -198,7 +201,9 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
                       shading_normal=net.shading_normal, code_dim=net.code_dim,
                       anchor_levels=net.anchor_levels, samples=config.N_samples, sampling=config.sampling,
                       renderer=config.render.renderer, group=config.render.group,
-                      tolerance=config.render.tolerance, band=config.render.band).to(device)
+                      tolerance=config.render.tolerance, band=config.render.band,
+                      band_margin=config.render.band_margin, band_min=config.render.band_min,
+                      band_training=config.render.band_training).to(device)
 
 
 class WeightAverage:

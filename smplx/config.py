@@ -72,7 +72,13 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
             if len(args) == len(typing.get_args(kind)):
                 raise ConfigError(f"{where} may not be null")
             return None
-        return _coerce(value, args[0], where)
+        errors = []
+        for arg in args:  # the first alternative that takes the value (e.g. float | Literal['auto'])
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(" or ".join(errors))
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {value!r}")

@@ -12,6 +12,7 @@ from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.model import HandAvatar
 from handavatar.render.anchors import AnchorIndex
 from pairof import PairOF
+from pairof.inside import inside_mesh
 
 OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
 
@@ -159,16 +160,94 @@ def test_surface_band_evaluates_only_near_the_surface(parts, monkeypatch):
 def test_anchor_index_finds_the_nearest_anchors(parts):
     hand, _ = parts
     field = PairOF.from_layer(hand, part_samples=32, anchors=256)
-    posed = hand(global_orient=torch.tensor([[0.3, -0.2, 0.1]]), hand_pose=0.3 * torch.randn(1, 45))
+    generator = torch.Generator().manual_seed(0)
+    pose = 0.3 * torch.randn(1, 45, generator=generator)
+    posed = hand(global_orient=torch.tensor([[0.3, -0.2, 0.1]]), hand_pose=pose)
     encoding = field.encode(posed.vertices, posed.joints, posed.full_pose)
-    points = posed.vertices[:, :500] + 0.05 * torch.randn(1, 500, 3)
+    points = posed.vertices[:, :500] + 0.05 * torch.randn(1, 500, 3, generator=generator)
     index = AnchorIndex(encoding.anchors[0], 4)
     dists, ids = index.query(points[0])
     brute_dists, brute_ids = field.nearest_anchors(points, encoding)
     torch.testing.assert_close(dists, brute_dists[0])
-    radius = float(brute_dists[0, :, 0].median())
-    assert torch.equal(index.near(points[0], radius), brute_dists[0, :, 0] <= radius)
     assert (ids == brute_ids[0]).float().mean() > 0.99  # ids may differ only between anchors at equal distance
+    nearest = brute_dists[0, :, 0]
+    radius = float(nearest.sort().values[249:251].mean())  # between two points' distances, not on one
+    # one radius per anchor: that of the point's nearest anchor
+    radii = 0.1 * torch.rand(encoding.anchors.shape[1], generator=generator)
+    expected = nearest <= radii[brute_ids[0, :, 0]]
+    assert 0 < expected.sum() < expected.numel()
+    # with the anchors' normals, also every point behind its nearest anchor (inside the surface), however far
+    normals = torch.nn.functional.normalize(torch.randn(radii.shape[0], 3, generator=generator), dim=-1)
+    closest = brute_ids[0, :, 0]
+    behind = ((points[0] - encoding.anchors[0, closest]) * normals[closest]).sum(-1) < 0
+    assert (behind & ~expected).any()
+    for tree in (index.tree, None):  # the k-d tree, and CUDA's brute-force search
+        index.tree = tree
+        assert torch.equal(index.near(points[0], radius), nearest <= radius)
+        assert torch.equal(index.near(points[0], radii), expected)
+        assert torch.equal(index.near(points[0], radii, normals), expected | behind)
+
+
+def test_auto_band_covers_where_the_field_reaches(parts, monkeypatch):
+    """band 'auto': every point outside the posed mesh where the field is occupied lies within its nearest anchor's
+    measured band (checked on points drawn apart from the measurement's probes); the band is measured once per pose
+    and set of weights (again for a pose far from the measured ones, and after a weight changes), and training mode
+    uses band_training instead."""
+    hand, sample = parts
+    avatar = _avatar(hand, band="auto", band_margin=0.02, band_min=0.03).eval()
+    posed = avatar.pose(sample["global_orient"][None], sample["hand_pose"][None])
+    encoding = avatar.field.encode(posed.vertices, posed.joints, posed.full_pose)
+    measured = []
+    real = avatar.measure_band
+    # (this random field reaches far and unevenly: probed as densely as a trained avatar's 4,096 anchors are)
+    monkeypatch.setattr(avatar, "measure_band",
+                        lambda *a, **k: measured.append(1) or real(*a, probes_per_anchor=128, **k))
+    band = avatar.surface_band(posed, encoding)
+    anchors = encoding.anchors[0].detach()
+    assert band.shape == (anchors.shape[0],) and band.min() >= 0.03 - 1e-7 and band.max() > 0.03
+    generator = torch.Generator().manual_seed(5)
+    around = anchors[torch.randint(anchors.shape[0], (20000,), generator=generator)]
+    points = around + 0.3 * (2 * torch.rand(20000, 3, generator=generator) - 1)
+    with torch.no_grad():
+        occupied = avatar.field.query(points[None], encoding).occupancy[0] > 1e-3
+    outside = ~torch.from_numpy(inside_mesh(points.double().numpy(), posed.vertices[0].detach().double().numpy(),
+                                            avatar.field.faces.numpy()))
+    reached = points[occupied & outside]
+    assert reached.shape[0] > 100
+    assert AnchorIndex(anchors, 1).near(reached, band).all()
+    assert not AnchorIndex(anchors, 1).near(reached, 0.03).all()  # a fixed band of band_min would not do
+    with torch.no_grad():
+        avatar.render(sample)
+        assert len(measured) == 1 and avatar.band_poses == 1  # the same weights and pose: measured once
+        bent = dict(sample, hand_pose=sample["hand_pose"] + 0.35)  # every finger joint turned by ~35 degrees
+        avatar.render(bent)
+        band_bent = avatar.surface_band(posed, encoding)  # (the first pose: not measured again)
+        assert len(measured) == 2 and avatar.band_poses == 2  # a new pose: measured too, the largest reach kept
+        assert torch.all(band_bent >= band) and torch.any(band_bent > band)
+        slightly = dict(sample, hand_pose=sample["hand_pose"] + 0.1)
+        avatar.render(slightly)
+        assert len(measured) == 2  # within band_pose_step of a measured pose
+        avatar.albedo.codes.add_(0.1)
+        avatar.render(sample)
+        assert len(measured) == 3 and avatar.band_poses == 1  # new weights: measured again from scratch
+        assert avatar.train().surface_band(posed, encoding) == avatar.band_training and len(measured) == 3
+    with pytest.raises(ValueError, match="band 'wide'"):
+        _avatar(hand, band="wide")
+
+
+def test_auto_band_renders_the_inside_of_the_surface(parts, monkeypatch):
+    """With band 'auto' the fast renderer evaluates the samples within their nearest anchor's band and, whatever
+    their distance, those behind it (inside the surface: with few samples per ray, a sample can lie deep inside)."""
+    hand, sample = parts
+    avatar = _avatar(hand, band="auto").eval()
+    anchors = avatar.field.anchor_faces.shape[0]
+    monkeypatch.setattr(avatar, "measure_band", lambda *a, **k: torch.full((anchors,), 0.03))
+    with torch.no_grad():
+        out = avatar.render(sample)
+    posed = out["posed"]
+    index = AnchorIndex(avatar.field.encode(posed.vertices, posed.joints, posed.full_pose).anchors[0], 1)
+    assert index.near(out["points"], 0.03, avatar._anchor_face_normals(posed)).all()
+    assert not index.near(out["points"], 0.03).all()  # some lie inside, beyond the band
 
 
 def test_sampling_inside_the_part_boxes(parts):

@@ -24,6 +24,11 @@ class Outer:
     maybe: int | None
 
 
+@dataclass
+class Either:
+    band: float | Literal["auto"]
+
+
 def _write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
@@ -62,6 +67,15 @@ def test_merge_order_and_overrides(tmp_path):
     assert config == Outer("x", 5, True, Inner(0.0025, "b"), 3)
     assert load_config(Outer, [base], ["inner.rate=3e-3"]).inner.rate == 0.003  # YAML 1.1 reads 3e-3 as a string
     assert isinstance(load_config(Outer, [base]).inner.rate, float)  # an integer is accepted for a float
+
+
+def test_a_union_takes_the_first_alternative_that_fits(tmp_path):
+    base = _write(tmp_path, "either.yaml", "band: auto\n")
+    assert load_config(Either, [base]).band == "auto"
+    assert load_config(Either, [base], ["band=0.1"]).band == 0.1
+    assert load_config(Either, [base], ["band=3e-3"]).band == 0.003
+    with pytest.raises(ConfigError, match=r"band must be a number, got 'wide' or band='wide' is not one of \['auto'\]"):
+        load_config(Either, [base], ["band=wide"])
 
 
 @dataclass

@@ -19,7 +19,9 @@ from torch import Tensor, nn
 
 from smplx import MANO, MANOOutput
 from smplx.joint_names import NUM_JOINTS
+from smplx.lbs import batch_rodrigues
 from pairof import PairOF, PairOFEncoding
+from pairof.inside import inside_mesh
 from handavatar.model.albedo import AlbedoField, blend_anchors
 from handavatar.model.deformer import Deformer
 from handavatar.model.embedder import positional_encoding
@@ -53,14 +55,22 @@ class HandAvatar(nn.Module):
             the naive published renderer); both draw the same samples.
         group: samples per ray marched at once by the fast renderer.
         tolerance: the fast renderer stops a ray once its transmittance is below this (0: never).
-        band: the fast renderer evaluates only samples within this distance (dm) of the posed surface anchors (0:
-            everywhere in the part boxes, exactly as the reference).
+        band: the fast renderer evaluates only samples near the posed surface: within this distance (dm) of a posed
+            anchor (0: everywhere in the part boxes, exactly as the reference), or 'auto' (eval mode): outside the
+            surface within a distance per anchor measured on the field (`measure_band`), inside it at any distance;
+            in training mode, `band_training` around every anchor.
+        band_margin, band_min: 'auto' adds this margin (dm) to each anchor's measured reach and takes at least
+            band_min.
+        band_training: the band of 'auto' in training mode, where the weights change at every step.
+        band_pose_step: 'auto' measures the band again on a pose whose finger joints differ by more than this
+            (degrees) from every pose measured with the current weights, and keeps the largest reach.
     """
 
     def __init__(self, hand: MANO, field: PairOF, *, deformer: bool = True, shading: bool = True,
                  shading_normal: bool = False, code_dim: int = 128, anchor_levels: int = 3, samples: int = 64,
                  sampling: str = "box", renderer: str = "fast", group: int = 8, tolerance: float = 1e-3,
-                 band: float = 0.0):
+                 band: float | str = 0.0, band_margin: float = 0.03, band_min: float = 0.06,
+                 band_training: float = 0.1, band_pose_step: float = 30.0):
         super().__init__()
         self.hand = hand.requires_grad_(False)
         self.field = field
@@ -76,8 +86,13 @@ class HandAvatar(nn.Module):
             raise ValueError(f"sampling {sampling!r} is not 'box' or 'parts'")
         if renderer not in RENDERERS:
             raise ValueError(f"renderer {renderer!r} is not one of {RENDERERS}")
+        if band != "auto" and not (isinstance(band, (int, float)) and band >= 0):
+            raise ValueError(f"band {band!r} is not a distance >= 0 (dm) or 'auto'")
         self.samples, self.sampling = samples, sampling
         self.renderer, self.group, self.tolerance, self.band = renderer, group, tolerance, band
+        self.band_margin, self.band_min, self.band_training = band_margin, band_min, band_training
+        self.band_pose_step = band_pose_step
+        self._measured_band = None  # band 'auto': (the weights' versions, [measured finger rotations], (A,) band)
 
     def pose(self, global_orient: Tensor, hand_pose: Tensor) -> MANOOutput:
         """The posed MANO-HD of (B, 3) camera-frame global rotations and (B, 45) hand poses (betas are zero: the
@@ -114,13 +129,78 @@ class HandAvatar(nn.Module):
             return self._render_reference(origin, directions, z, posed, encoding, background)
         if anchor_index is None:
             anchor_index = AnchorIndex(encoding.anchors[0], self.field.neighbours)
-        return self._march(origin, directions, z, (leave > enter).any(1), posed, encoding, background, anchor_index)
+        return self._march(origin, directions, z, (leave > enter).any(1), posed, encoding, background, anchor_index,
+                           self.surface_band(posed, encoding))
+
+    def surface_band(self, posed: MANOOutput, encoding: PairOFEncoding) -> float | Tensor:
+        """The fast renderer's band for this pose: a distance (dm; 0: none), or with band 'auto' in eval mode (A,)
+        distances, one per posed anchor: the largest of `measure_band` over the poses measured with the current
+        weights, measuring this pose too when its finger joints differ by more than `band_pose_step` degrees from
+        each of them (the field's reach changes with the pose: a fist's fingers press on the palm). So a validation
+        or a video measures a few poses, not every frame."""
+        if self.band != "auto":
+            return self.band
+        if self.training:
+            return self.band_training
+        version = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._measured_band is None or self._measured_band[0] != version:
+            self._measured_band = (version, [], None)
+        _, measured, band = self._measured_band
+        fingers = batch_rodrigues(posed.full_pose[0, 3:].detach().reshape(-1, 3))  # (15, 3, 3)
+        cosine = ((torch.stack(measured).transpose(-1, -2) @ fingers).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2 \
+            if measured else None
+        if cosine is None or (cosine.clamp(-1, 1).acos().amax(-1).rad2deg() > self.band_pose_step).all():
+            reach = self.measure_band(posed, encoding)
+            band = reach if band is None else torch.maximum(band, reach)
+            self._measured_band = (version, measured + [fingers], band)
+        return band
+
+    @property
+    def band_poses(self) -> int:
+        """How many poses band 'auto' has measured (with the weights of its last measurement)."""
+        return 0 if self._measured_band is None else len(self._measured_band[1])
+
+    def measure_band(self, posed: MANOOutput, encoding: PairOFEncoding, *, steps: int = 10, depth: float = 0.2,
+                     probes_per_anchor: int = 8, threshold: float = 1e-3) -> Tensor:
+        """(A,) how far outside the posed MANO-HD mesh the field is occupied near each posed anchor, plus
+        `band_margin`, at least `band_min` (dm): the band 'auto' of the fast renderer.
+
+        The trained field does not end where the mesh does: on the demo avatar it is occupied up to ~0.045 dm outside
+        the anchors of the fingers, and up to ~0.15 dm beyond the wrist's cap (README). The field is probed along
+        each anchor's outward normal (`steps` points, evenly out to `depth` dm) and at `probes_per_anchor` x A
+        points drawn uniformly in the part boxes; every probe outside the mesh (winding number) with occupancy above `threshold`
+        stretches its nearest anchor's reach to its distance; each anchor then takes the largest reach among its 8
+        nearest anchors (the probes are sparse). About 1.2 s on a 2-core CPU for 4,096 anchors.
+        """
+        anchors, rotations, joints, centre, half = (t[0].detach() for t in (
+            encoding.anchors, encoding.rotations, encoding.joints, encoding.box_centre, encoding.box_half))
+        device = anchors.device
+        along = torch.arange(1, steps + 1, dtype=anchors.dtype, device=device) * (depth / steps)
+        normal_probes = anchors[:, None] + self._anchor_face_normals(posed)[:, None] * along[:, None]
+        generator, probes = torch.Generator().manual_seed(0), probes_per_anchor * anchors.shape[0]
+        part = torch.multinomial((2 * half).prod(-1).cpu(), probes, replacement=True, generator=generator).to(device)
+        unit = (2 * torch.rand(probes, 3, generator=generator, dtype=anchors.dtype) - 1).to(device)
+        box_probes = torch.einsum("nij,nj->ni", rotations[part], centre[part] + half[part] * unit) + joints[part]
+        points = torch.cat([normal_probes.reshape(-1, 3), box_probes])  # box probes: uniform in each part's box
+        with torch.no_grad():
+            occupied = self.field.query(points[None], encoding).occupancy[0] > threshold
+        outside = ~torch.from_numpy(inside_mesh(points.cpu().double().numpy(),
+                                                posed.vertices[0].detach().cpu().double().numpy(),
+                                                self.field.faces.cpu().numpy())).to(device)
+        index = AnchorIndex(anchors, 8)
+        dists, ids = index.query(points[occupied & outside])
+        reach = torch.zeros_like(anchors[:, 0]).scatter_reduce(0, ids[:, 0], dists[:, 0], "amax")
+        reach = reach[index.query(anchors)[1]].amax(1)
+        return (reach + self.band_margin).clamp_min(self.band_min)
 
     def anchor_normals(self, posed: MANOOutput) -> Tensor | None:
         """(A, 3) unit normals of the faces the posed anchors lie on (model frame, which is oriented as the camera),
         detached (shading never pushes on the geometry); None when SelF does not use them."""
         if self.shading is None or not self.shading.normal:
             return None
+        return self._anchor_face_normals(posed)
+
+    def _anchor_face_normals(self, posed: MANOOutput) -> Tensor:
         corners = posed.vertices[0].detach()[self.field.faces[self.field.anchor_faces]]  # (A, 3, 3)
         return torch.nn.functional.normalize(torch.linalg.cross(corners[:, 1] - corners[:, 0],
                                                                 corners[:, 2] - corners[:, 0], dim=-1), dim=-1)
@@ -157,7 +237,8 @@ class HandAvatar(nn.Module):
         return {**result, "occupancy": occupancy.reshape(-1), "points": points[0]}
 
     def _march(self, origin: Tensor, directions: Tensor, z: Tensor, crosses: Tensor, posed: MANOOutput,
-               encoding: PairOFEncoding, background: Tensor, anchor_index: AnchorIndex) -> dict[str, Tensor]:
+               encoding: PairOFEncoding, background: Tensor, anchor_index: AnchorIndex, band: float | Tensor
+               ) -> dict[str, Tensor]:
         """The fast renderer: the same samples and the same picture as `_render_reference`, with the work that
         cannot change it left out.
 
@@ -165,8 +246,9 @@ class HandAvatar(nn.Module):
         - Samples outside every part box have occupancy and soft part occupancies exactly 0 (no opacity, no
           contribution to SelF's running maximum): they are not evaluated.
         - Inside, only the pairs whose boxes hold the point are evaluated (PairOF's sparse query).
-        - With `band` > 0, only samples within `band` of a posed surface anchor are evaluated: the rest of space is
-          taken as empty (an approximation: the reference evaluates the whole part boxes).
+        - With a `band` (`surface_band`), only samples whose nearest posed anchor lies within it are evaluated
+          (band 'auto': and those behind that anchor's face, inside the surface): the rest of space is taken as
+          empty (an approximation: the reference evaluates the whole part boxes).
         - Rays are marched `group` samples at a time; a ray stops once its transmittance falls below tolerance / 2,
           and albedo and shading are evaluated only at samples whose compositing weight is at least
           tolerance / (2 S) (with tolerance 0: wherever it is not zero). Together these change the composited
@@ -180,6 +262,7 @@ class HandAvatar(nn.Module):
                                                                      ("depth", 1), ("alpha", 1))}
         evaluated_points, evaluated_occupancy = [z.new_zeros(0, 3)], [z.new_zeros(0)]
         pose, normals = posed.full_pose[0], self.anchor_normals(posed)
+        behind = self._anchor_face_normals(posed) if torch.is_tensor(band) else None  # 'auto': the inside as well
         for start in range(0, samples, self.group):
             if alive.numel() == 0:
                 break
@@ -187,8 +270,8 @@ class HandAvatar(nn.Module):
             points = origin + depth[..., None] * directions[alive, None]
             local, in_part = self.field.part_boxes(points.reshape(1, -1, 3), encoding)
             inside = in_part[0].any(0).view(depth.shape)
-            if self.band > 0:
-                inside[inside.clone()] = anchor_index.near(points[inside], self.band).to(inside.device)
+            if torch.is_tensor(band) or band > 0:
+                inside[inside.clone()] = anchor_index.near(points[inside], band, normals=behind).to(inside.device)
             occupancy = depth.new_zeros(depth.shape)
             soft = depth.new_zeros(*depth.shape, carried.shape[1])
             if inside.any():

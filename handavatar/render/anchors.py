@@ -33,16 +33,36 @@ class AnchorIndex:
         if anchors.device.type == "cpu":
             self.tree = cKDTree(anchors.detach().double().numpy())
 
-    def near(self, points: Tensor, radius: float) -> Tensor:
-        """(N, 3) points -> (N,) bool: some anchor lies within `radius` (dm) of the point."""
+    def near(self, points: Tensor, radius: float | Tensor, normals: Tensor | None = None) -> Tensor:
+        """(N, 3) points -> (N,) bool: the point's nearest anchor lies within `radius` (dm) of it.
+
+        Args:
+            radius: one distance (then: some anchor lies within it), or (A,) one per anchor.
+            normals: (A, 3) the anchors' outward normals: then the points behind their nearest anchor
+                ((point - anchor) . normal < 0, inside the surface there) are near too, at any distance.
+        """
         if points.shape[0] == 0:
             return torch.zeros(0, dtype=torch.bool, device=points.device)
+        per_anchor = torch.is_tensor(radius)
         if self.tree is not None:
-            dists, _ = self.tree.query(points.detach().double().numpy(), k=1, distance_upper_bound=radius, workers=-1)
-            return torch.from_numpy(np.isfinite(dists))
-        with torch.no_grad():
-            return torch.cat([torch.cdist(points[s:s + self.chunk], self.anchors).amin(-1) <= radius
-                              for s in range(0, points.shape[0], self.chunk)])
+            bound = np.inf if normals is not None else float(radius.max()) if per_anchor else radius
+            dists, ids = self.tree.query(points.detach().double().numpy(), k=1, distance_upper_bound=bound,
+                                         workers=-1)
+            found = np.isfinite(dists)  # ids are A where no anchor lies within the bound
+            limit = radius.detach().cpu().double().numpy()[ids[found]] if per_anchor else radius
+            found[found] = dists[found] <= limit
+            near, ids = torch.from_numpy(found), torch.from_numpy(np.minimum(ids, len(self.anchors) - 1))
+        else:
+            with torch.no_grad():
+                nearest = [torch.cdist(points[s:s + self.chunk], self.anchors).min(-1)
+                           for s in range(0, points.shape[0], self.chunk)]
+                dists, ids = torch.cat([n.values for n in nearest]), torch.cat([n.indices for n in nearest])
+                near = dists <= (radius[ids] if per_anchor else radius)
+        if normals is not None:
+            with torch.no_grad():
+                behind = ((points - self.anchors[ids]) * normals[ids]).sum(-1) < 0
+            near = near | behind.to(near.device)
+        return near
 
     def query(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """(N, 3) points -> (N, k) distances (>= 1e-4, differentiable w.r.t. points and anchors, the same values as
