@@ -168,9 +168,9 @@ class HandAvatar(nn.Module):
         The trained field does not end where the mesh does: on the demo avatar it is occupied up to ~0.045 dm outside
         the anchors of the fingers, and up to ~0.15 dm beyond the wrist's cap (README). The field is probed along
         each anchor's outward normal (`steps` points, evenly out to `depth` dm) and at `probes_per_anchor` x A
-        points drawn uniformly in the part boxes; every probe outside the mesh (winding number) with occupancy above `threshold`
-        stretches its nearest anchor's reach to its distance; each anchor then takes the largest reach among its 8
-        nearest anchors (the probes are sparse). About 1.2 s on a 2-core CPU for 4,096 anchors.
+        points drawn uniformly in the part boxes; every probe outside the mesh (winding number) with occupancy above
+        `threshold` stretches its nearest anchor's reach to its distance; each anchor then takes the largest reach
+        among its 8 nearest anchors (the probes are sparse). About 1.2 s on a 2-core CPU for 4,096 anchors.
         """
         anchors, rotations, joints, centre, half = (t[0].detach() for t in (
             encoding.anchors, encoding.rotations, encoding.joints, encoding.box_centre, encoding.box_half))
