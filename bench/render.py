@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     samples = [to_tensors(dataset[i], device) for i in range(min(args.frames, len(dataset)))]
     print(f"{checkpoint} (iteration {iteration}), {len(samples)} frames of {config.data.eval_subject} at "
           f"{config.data.resolution}x{config.data.resolution}, {config.N_samples} samples per ray ({config.sampling} "
-          f"sampling), {config.precision}, {device}, {torch.get_num_threads()} threads; fast: group "
-          f"{config.render.group}, tolerance {config.render.tolerance}")
+          f"sampling), {config.precision}, {device}, {torch.get_num_threads()} threads, chunk {config.chunk} rays; "
+          f"fast: group {config.render.group}, tolerance {config.render.tolerance}")
 
     renders, seconds, measured = {}, {}, None
     tolerances = args.tolerances or [config.render.tolerance]

@@ -193,7 +193,7 @@ def plan_shots(avatar: HandAvatar, config: AvatarConfig) -> list[Shot]:
 
 
 @torch.no_grad()
-def render_shot(avatar: HandAvatar, shot: Shot, *, margin: float, chunk: int) -> dict:
+def render_shot(avatar: HandAvatar, shot: Shot, *, margin: float, chunk: int | str = "auto") -> dict:
     """Render one shot (no gradients; black background). Returns avatar.render's outputs."""
     _, low, high = _posed_box(avatar, shot.global_orient, shot.hand_pose, margin)
     device = avatar.hand.v_template.device

@@ -167,7 +167,7 @@ class AvatarConfig:
     device: Literal["auto", "cpu", "cuda"]
     seed: int
     N_samples: int
-    chunk: int
+    chunk: int | Literal["auto"]
     sampling: Literal["box", "parts"]
     render: RenderSection
     precision: Literal["float32", "bfloat16"]

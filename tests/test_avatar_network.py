@@ -9,7 +9,7 @@ import torch
 
 import smplx
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
-from handavatar.model import HandAvatar
+from handavatar.model import HandAvatar, network
 from handavatar.render.anchors import AnchorIndex
 from pairof import PairOF
 from pairof.inside import inside_mesh
@@ -45,8 +45,24 @@ def test_render_a_sample(parts):
     assert torch.all((out["rgb"] >= 0) & (out["rgb"] <= 1)) and out["alpha"][mask].max() > 0
     # colour = albedo x shading integrated along the ray; with a black background rgb <= albedo
     assert torch.all(out["rgb"] <= out["albedo"] + 1e-6)
-    whole = avatar.render(sample, chunk=10 ** 6)
-    torch.testing.assert_close(whole["rgb"], out["rgb"])  # chunking does not change the picture
+    for chunk in (10 ** 6, "auto"):
+        torch.testing.assert_close(avatar.render(sample, chunk=chunk)["rgb"], out["rgb"])  # nor does chunking
+    with pytest.raises(ValueError, match="chunk 0 is not a number of rays"):
+        avatar.render(sample, chunk=0)
+
+
+def test_per_pose_work_is_done_once_per_frame(parts, monkeypatch):
+    """The fast renderer finds the pose's surface band and builds its nearest-anchor index once per frame, however
+    many chunks of rays it renders."""
+    hand, sample = parts
+    avatar = _avatar(hand, band=0.05)
+    bands, indices = [], []
+    real_band, real_index = avatar.surface_band, network.AnchorIndex
+    monkeypatch.setattr(avatar, "surface_band", lambda *a: bands.append(1) or real_band(*a))
+    monkeypatch.setattr(network, "AnchorIndex", lambda *a, **k: indices.append(1) or real_index(*a, **k))
+    assert sample["ray_mask"].sum() > 3 * 16
+    avatar.render(sample, chunk=16)
+    assert len(bands) == 1 and len(indices) == 1
 
 
 def test_which_parameters_learn(parts):
@@ -295,13 +311,16 @@ def test_shading_normal_input(parts):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize("renderer", ["fast", "reference"])
-def test_cuda_renders_what_the_cpu_renders(parts, renderer):
-    """On CUDA (brute-force anchor search instead of the k-d tree) the picture and gradients are the CPU's."""
+@pytest.mark.parametrize("renderer, band", [("fast", 0.05), ("fast", "auto"), ("reference", 0.0)])
+def test_cuda_renders_what_the_cpu_renders(parts, renderer, band):
+    """On CUDA (brute-force anchor search instead of the k-d tree) the picture and gradients are the CPU's; with band
+    'auto' (eval mode) the band measured there is the CPU's too."""
     hand, sample = parts
-    cpu = _avatar(hand, renderer=renderer, band=0.05 if renderer == "fast" else 0.0)
-    gpu = _avatar(copy.deepcopy(hand), renderer=renderer, band=cpu.band).cuda()  # its own hand layer
+    cpu = _avatar(hand, renderer=renderer, band=band)
+    gpu = _avatar(copy.deepcopy(hand), renderer=renderer, band=band).cuda()  # its own hand layer
     gpu.load_state_dict(cpu.state_dict())
+    if band == "auto":
+        cpu.eval(), gpu.eval()
     cuda_sample = {k: v.cuda() if torch.is_tensor(v) else v for k, v in sample.items()}
     outs = [avatar.render(s) for avatar, s in ((cpu, sample), (gpu, cuda_sample))]
     for out in outs:
@@ -309,6 +328,9 @@ def test_cuda_renders_what_the_cpu_renders(parts, renderer):
     for name in ("rgb", "albedo", "shading", "alpha"):
         torch.testing.assert_close(outs[1][name].cpu(), outs[0][name], rtol=1e-4, atol=1e-5)
     assert outs[0]["alpha"].max() > 0.2
+    if band == "auto":
+        assert cpu.band_poses == gpu.band_poses == 1
+        torch.testing.assert_close(gpu._measured_band[2].cpu(), cpu._measured_band[2])
     # summation orders differ, and some gradients (the deformer's) are sums that nearly cancel: compare them all at once
     on_cpu = torch.cat([a.grad.flatten() for a in cpu.parameters() if a.grad is not None])
     on_gpu = torch.cat([b.grad.flatten().cpu() for b in gpu.parameters() if b.grad is not None])

@@ -27,7 +27,7 @@ class AnchorIndex:
         chunk: points per brute-force block (CUDA), memory chunk x A.
     """
 
-    def __init__(self, anchors: Tensor, k: int, *, chunk: int = 8192):
+    def __init__(self, anchors: Tensor, k: int, *, chunk: int = 32768):
         self.anchors, self.k, self.chunk = anchors, k, chunk
         self.tree = None
         if anchors.device.type == "cpu":
