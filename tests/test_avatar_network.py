@@ -197,8 +197,12 @@ def test_anchor_index_finds_the_nearest_anchors(parts):
     closest = brute_ids[0, :, 0]
     behind = ((points[0] - encoding.anchors[0, closest]) * normals[closest]).sum(-1) < 0
     assert (behind & ~expected).any()
+    index.chunk = 64  # the brute-force search in several blocks
     for tree in (index.tree, None):  # the k-d tree, and CUDA's brute-force search
         index.tree = tree
+        found_dists, found_ids = index.query(points[0])
+        torch.testing.assert_close(found_dists, dists)
+        assert (found_ids == ids).float().mean() > 0.99
         assert torch.equal(index.near(points[0], radius), nearest <= radius)
         assert torch.equal(index.near(points[0], radii), expected)
         assert torch.equal(index.near(points[0], radii, normals), expected | behind)
