@@ -173,7 +173,7 @@ class HandAvatar(nn.Module):
         each anchor's outward normal (`steps` points, evenly out to `depth` dm) and at `probes_per_anchor` x A
         points drawn uniformly in the part boxes; every probe outside the mesh (winding number) with occupancy above
         `threshold` stretches its nearest anchor's reach to its distance; each anchor then takes the largest reach
-        among its 8 nearest anchors (the probes are sparse). About 1.2 s on a 2-core CPU for 4,096 anchors.
+        among its 8 nearest anchors (the probes are sparse). About 1 s on a 2-core CPU for 4,096 anchors.
         """
         anchors, rotations, joints, centre, half = (t[0].detach() for t in (
             encoding.anchors, encoding.rotations, encoding.joints, encoding.box_centre, encoding.box_half))
@@ -185,13 +185,14 @@ class HandAvatar(nn.Module):
         unit = (2 * torch.rand(probes, 3, generator=generator, dtype=anchors.dtype) - 1).to(device)
         box_probes = torch.einsum("nij,nj->ni", rotations[part], centre[part] + half[part] * unit) + joints[part]
         points = torch.cat([normal_probes.reshape(-1, 3), box_probes])  # box probes: uniform in each part's box
-        with torch.no_grad():
-            occupied = self.field.query(points[None], encoding).occupancy[0] > threshold
         outside = ~torch.from_numpy(inside_mesh(points.cpu().double().numpy(),
                                                 posed.vertices[0].detach().cpu().double().numpy(),
                                                 self.field.faces.cpu().numpy())).to(device)
+        points = points[outside]  # the field is queried only where it can stretch a reach
+        with torch.no_grad():
+            occupied = self.field.query(points[None], encoding).occupancy[0] > threshold
         index = AnchorIndex(anchors, 8)
-        dists, ids = index.query(points[occupied & outside])
+        dists, ids = index.query(points[occupied])
         reach = torch.zeros_like(anchors[:, 0]).scatter_reduce(0, ids[:, 0], dists[:, 0], "amax")
         reach = reach[index.query(anchors)[1]].amax(1)
         return (reach + self.band_margin).clamp_min(self.band_min)
