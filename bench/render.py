@@ -2,7 +2,7 @@
 run; and how far apart their pictures are.
 
     python -m bench.render [--config configs/synthetic/demo.yaml] [--frames 2] [--bands 0,0.1,auto]
-                           [--tolerances 0.001] [key.sub=value ...]
+                           [--tolerances 0.001] [--profile] [key.sub=value ...]
 
 Loads <out_root>/<experiment>/latest.tar of the config (or run.ckpt; train it first: scripts/train_hand.sh), renders
 the first --frames evaluation frames (data.eval_subject every data.eval_skip-th frame, whole crop at
@@ -12,6 +12,8 @@ frame times) and each render.tolerance of --tolerances, and prints per renderer 
 the validation metrics (PSNR/SSIM, paper protocol), then per fast variant the speed-up and the PSNR of its render
 against the reference render. The reference renderer is the naive published one
 (every sample of every box ray, every part pair, every anchor): expect minutes per 256x256 frame on a CPU.
+--profile then profiles one more render of the first frame with the last fast variant (torch.profiler): operator
+calls, kernel launches and synchronisations (CUDA), CPU and GPU time, and the top operators.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 
 import numpy as np
 import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 from smplx.config import load_config, resolve_device
 from handavatar.data import to_tensors
@@ -39,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated render.band values of the fast renderer, e.g. 0,0.05,0.1,auto")
     parser.add_argument("--tolerances", type=lambda text: [float(t) for t in text.split(",")], default=None,
                         help="comma-separated render.tolerance values of the fast renderer (default: the config's)")
+    parser.add_argument("--profile", action="store_true", help="profile one frame of the last fast variant")
     parser.add_argument("overrides", nargs="*", help="key.sub=value")
     args = parser.parse_args(argv)
     config = load_config(AvatarConfig, [DEFAULTS, args.config], args.overrides)
@@ -92,6 +97,34 @@ def main(argv: list[str] | None = None) -> None:
             line += (f"; x{np.mean(seconds['reference']) / per_frame:.1f} vs reference, render PSNR vs reference "
                      f"{agreement:.1f} dB (worst frame), largest pixel difference {largest:.2e}")
         print(line, flush=True)
+    if args.profile:
+        profile_frame(avatar, samples[0], config.chunk, f"{name}, frame 0")
+
+
+def profile_frame(avatar, sample: dict, chunk, name: str) -> None:
+    """Print where one render's time goes: operator calls, kernel launches, synchronisations, CPU and GPU time."""
+    cuda = sample["rays_d"].device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch.no_grad(), profile(activities=activities) as prof:
+        avatar.render(sample, chunk=chunk)
+        if cuda:
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+
+    def calls(*names: str) -> int:
+        return sum(e.count for e in events if e.key in names)
+
+    operators = sum(e.count for e in events if e.key.startswith("aten::"))
+    cpu = sum(e.self_cpu_time_total for e in events) / 1000
+    line = f"profile of {name}: {operators} operator calls, {calls('aten::nonzero')} nonzero, CPU time {cpu:.1f} ms"
+    if cuda:
+        gpu = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CUDA) / 1000
+        line += (f", {calls('cudaLaunchKernel', 'cudaLaunchKernelExC', 'cuLaunchKernel', 'cuLaunchKernelEx')} kernel "
+                 f"launches, {calls('cudaStreamSynchronize', 'cudaDeviceSynchronize')} synchronisations, GPU kernel "
+                 f"time {gpu:.1f} ms")
+    print(line)
+    print(events.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=15,
+                       max_name_column_width=50))
 
 
 if __name__ == "__main__":
