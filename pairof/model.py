@@ -236,15 +236,15 @@ class PairOF(nn.Module):
             anchors: with `intermediate`, also search the nearest anchors (callers that need them for a subset
                 of the points call `nearest_anchors` themselves).
             chunk: points per batch element evaluated at once, so that memory stays bounded for any T (default:
-                4,096 on the CPU; 131,072 on CUDA, where each chunk's ~100 kernel launches, not arithmetic, bound
-                the time).
+                4,096 on the CPU; on CUDA, where each chunk's ~100 kernel launches, not arithmetic, bound the time,
+                131,072, and 32,768 for `dense`, which evaluates every pair: ~2-3 GB of float32 either way).
             boxes: `part_boxes(points, encoding)` when the caller has it already (it is not computed again).
 
         Returns:
             PairOFOutput.
         """
         if chunk is None:
-            chunk = 131072 if points.device.type == "cuda" else 4096
+            chunk = (32768 if dense else 131072) if points.device.type == "cuda" else 4096
 
         def part(s: int):
             given = None if boxes is None else (boxes[0][:, :, s:s + chunk], boxes[1][:, :, s:s + chunk])
