@@ -266,7 +266,9 @@ class HandAvatar(nn.Module):
                                                                      ("depth", 1), ("alpha", 1))}
         evaluated_points, evaluated_occupancy = [z.new_zeros(0, 3)], [z.new_zeros(0)]
         pose, normals = posed.full_pose[0], self.anchor_normals(posed)
-        behind = self._anchor_face_normals(posed) if torch.is_tensor(band) else None  # 'auto': the inside as well
+        behind = None
+        if torch.is_tensor(band):  # 'auto': the inside too, behind the anchors' faces (the normals SelF has, if any)
+            behind = normals if normals is not None else self._anchor_face_normals(posed)
         for start in range(0, samples, self.group):
             if alive.numel() == 0:
                 break
