@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["psnr", "ssim", "ssim_map"]
+from handavatar.lpips import LPIPS
+
+__all__ = ["psnr", "ssim", "ssim_map", "frame_metrics"]
 
 
 def psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -66,3 +68,22 @@ def ssim(pred: Tensor, target: Tensor, mask: Tensor | None = None, *, window: in
     half = window // 2
     m = mask[..., half:mask.shape[-2] - half, half:mask.shape[-1] - half].to(values.dtype)[..., None, :, :]
     return (values * m).sum(dim=(-3, -2, -1)) / (values.shape[-3] * m.sum(dim=(-3, -2, -1))).clamp_min(1)
+
+
+def frame_metrics(rgb: Tensor, sample: dict, lpips: LPIPS | None = None) -> dict[str, float]:
+    """PSNR, SSIM (and LPIPS) of one rendered frame (P = 1): the paper protocol (whole crop, both images quantised to
+    8 bits) and PSNR/SSIM on the hand's pixels.
+
+    Args:
+        rgb: (1, H, W, 3) rendered colour; sample: the dataset sample it renders.
+    """
+    pred = torch.round(rgb[0].clamp(0, 1).float().cpu() * 255) / 255
+    target = torch.round(sample["target_rgb"][0].float().cpu() * 255) / 255
+    hand = sample["target_alpha"][0].cpu() > 0
+    metrics = {"psnr": psnr(pred, target).item(), "ssim": ssim(pred, target).item(),
+               "psnr_masked": psnr(pred, target, hand).item(), "ssim_masked": ssim(pred, target, hand).item()}
+    if lpips is not None:
+        device = next(lpips.parameters()).device
+        metrics["lpips"] = lpips(pred.permute(2, 0, 1)[None].to(device), target.permute(2, 0, 1)[None].to(device)
+                                 ).item()
+    return metrics

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from smplx.fileio import atomic_write
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS, load_lpips
-from handavatar.metrics import psnr, ssim
+from handavatar.metrics import frame_metrics
 
 __all__ = ["validate", "evaluation_dataset", "frame_metrics", "layer_errors", "saturated_shading", "Progress",
            "append_row"]
@@ -35,25 +35,6 @@ def evaluation_dataset(config) -> InterHandDataset:
                                        model=config.smpl_cfg.model_path, mode="image", resolution=d.resolution,
                                        crop_scale=d.crop_scale, bbox_offset=d.bbox_offset, box_padding=d.box_padding,
                                        background="black", skip=d.eval_skip, max_frames=d.max_frames))
-
-
-def frame_metrics(rgb: torch.Tensor, sample: dict, lpips: LPIPS | None = None) -> dict[str, float]:
-    """PSNR, SSIM (and LPIPS) of one rendered frame (P = 1): the paper protocol (whole crop, both images quantised to
-    8 bits) and PSNR/SSIM on the hand's pixels.
-
-    Args:
-        rgb: (1, H, W, 3) rendered colour; sample: the dataset sample it renders.
-    """
-    pred = torch.round(rgb[0].clamp(0, 1).float().cpu() * 255) / 255
-    target = torch.round(sample["target_rgb"][0].float().cpu() * 255) / 255
-    hand = sample["target_alpha"][0].cpu() > 0
-    metrics = {"psnr": psnr(pred, target).item(), "ssim": ssim(pred, target).item(),
-               "psnr_masked": psnr(pred, target, hand).item(), "ssim_masked": ssim(pred, target, hand).item()}
-    if lpips is not None:
-        device = next(lpips.parameters()).device
-        metrics["lpips"] = lpips(pred.permute(2, 0, 1)[None].to(device), target.permute(2, 0, 1)[None].to(device)
-                                 ).item()
-    return metrics
 
 
 def layer_errors(out: dict, sample: dict) -> dict[str, float]:
