@@ -150,6 +150,7 @@ class PairOFRun:
         self.out = Path(config.out_root) / config.name
         self.base, self.hd, self.weights_source = build_hand(config.model, self.device)
         f = config.field
+        torch.manual_seed(config.seed)  # the networks' initial weights: a rerun (or a resumed run) repeats them
         self.field = PairOF.from_layer(self.hd, part_samples=f.part_samples, anchors=f.anchors,
                                        neighbours=f.neighbours, box_padding=f.box_padding,
                                        extended_dist=f.extended_dist, seed=f.seed, input_scale=f.input_scale)

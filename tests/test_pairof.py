@@ -224,6 +224,66 @@ def test_pretraining_command_checkpoint_and_resume(tmp_path, capsys):
         load_pairof(out / "missing.ckpt", hd)
 
 
+_TINY_RUN = ["model.path=open_hand", "model.levels=1", "model.lbs_weights=", "field.part_samples=32",
+             "field.anchors=256", "batch=1", "points.per_part=16", "eval_poses=1", "eval_points=256",
+             "mesh_resolution=8", "publish=false", "precision=float32"]
+
+
+def test_resume_continues_exactly(tmp_path):
+    """Stopped after 2 steps and resumed to 4, the field is bit for bit the one of 4 uninterrupted steps (model,
+    optimiser moments and learning-rate schedule restored; batches a function of the step)."""
+    def run(name, steps):
+        train_main(_TINY_RUN + [f"out_root={tmp_path}", f"name={name}", f"steps={steps}", "checkpoint_every=2",
+                                "lr_gamma=0.5"])
+        return torch.load(tmp_path / name / "pairof.ckpt", weights_only=True)["state_dict"]
+    straight = run("straight", 4)
+    run("resumed", 2)
+    resumed = run("resumed", 4)
+    assert set(resumed) == set(straight)
+    for key, value in straight.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0, msg=key)
+
+
+def _auc(scores, truth):
+    """Area under the ROC curve: the chance that an inside point scores above an outside one (Mann-Whitney)."""
+    ranks = torch.empty_like(scores)
+    ranks[scores.argsort()] = torch.arange(1, len(scores) + 1, dtype=scores.dtype)
+    inside, outside = truth.sum().item(), (~truth).sum().item()
+    return (ranks[truth].sum().item() - inside * (inside + 1) / 2) / (inside * outside)
+
+
+def test_pretraining_learns_the_inside_of_held_out_poses(tmp_path):
+    """30 steps of pretraining (demo settings, tiny sizes) already rank held-out points by insideness: the AUC of the
+    field's occupancy against the generalized winding number (an inside test independent of the training labels)
+    rises from chance to >= 0.65 on poses the run never saw (measured: 0.72; 0.34 with the labels inverted)."""
+    from pairof.train import box_points, surface_points
+    train_main(_TINY_RUN + [f"out_root={tmp_path}", "name=learn", "steps=30", "checkpoint_every=100", "loss=bce",
+                            "lr=1.0e-3", "field.input_scale=10.0"])
+    hd = smplx.subdivide(smplx.create("open_hand", **OPTIONS), 1)
+    field = load_pairof(tmp_path / "learn" / "pairof.ckpt", hd)
+    untrained = PairOF.from_layer(hd, part_samples=32, anchors=256, input_scale=10.0)
+    from smplx.manohd.skinning import PoseSampler
+    betas, orient, hand_pose = PoseSampler(smplx.create("open_hand", **OPTIONS), pool=100, shape_std=1.0,
+                                           global_rotation=True, seed=777).batch(0, 3)
+    g = torch.Generator().manual_seed(5)
+    scores, truth = {"trained": [], "untrained": []}, []
+    with torch.no_grad():
+        for i in range(3):
+            posed = hd(betas[i:i + 1], orient[i:i + 1], hand_pose[i:i + 1])
+            encoding = field.encode(posed.vertices, posed.joints, posed.full_pose)
+            points = torch.cat([box_points(encoding, 64, g), surface_points(posed.vertices, hd.output_faces, 1024,
+                                                                             0.03, g)], 1)
+            truth.append(generalized_winding_numbers(points[0].double(), posed.vertices[0].double(),
+                                                     hd.output_faces) > 0.5)
+            for name, f in (("trained", field), ("untrained", untrained)):
+                scores[name].append(f.query(points, f.encode(posed.vertices, posed.joints,
+                                                             posed.full_pose)).occupancy[0])
+    truth = torch.cat(truth)
+    assert 0.1 < truth.float().mean() < 0.9
+    trained, untrained = (_auc(torch.cat(scores[name]).double(), truth) for name in ("trained", "untrained"))
+    assert trained >= 0.65 and trained > untrained + 0.1, (trained, untrained)
+
+
 def test_input_scale_is_a_reparameterisation(hand):
     """Feeding coordinates x10 equals dividing the first layers' coordinate weights by 10."""
     _, hd, field, posed = hand
