@@ -51,6 +51,16 @@ def test_training_writes_outputs_and_resumes_exactly(model_dir, tmp_path):
     assert not list(run_dir.glob("*tmp*"))
 
 
+def test_short_run_beats_the_averaged_weights(model_dir, tmp_path):
+    """30 steps with the demo's loss weights already fit the posed base surface better than the averaged weights
+    on held-out poses (measured: 0.417 mm vs 0.435; without the surface term 0.444: worse than averaged)."""
+    train(_config(model_dir, tmp_path, steps=30, batch=4, lr="2.0e-3", lr_gamma=0.99, candidates=2, eval_poses=8,
+                  snapshot_every=0, checkpoint_every=100, **{"poses.pool": 200, "loss.surface": 100.0}))
+    report = json.loads((tmp_path / "tiny" / "eval.json").read_text())
+    learned, averaged = report["learned"]["mean_mm"], report["averaged"]["mean_mm"]
+    assert learned < 0.98 * averaged, (learned, averaged)
+
+
 def test_resume_refuses_another_model(model_dir, tmp_path):
     train(_config(model_dir, tmp_path, steps=2))
     with pytest.raises(ValueError, match="was made with model="):
