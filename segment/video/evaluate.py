@@ -1,0 +1,120 @@
+"""Measure the video path on a synthetic capture used as a plain video: its annotations are withheld from the fit
+and only used to score it.
+
+    python -m segment.video.evaluate --truth data/synthetic --out out/video_eval [--camera 400262]
+
+Writes the chosen camera's images of both sequences (training, then held-out) as a folder of frames, prepares it
+with the capture's true focal length (python -m segment.video.prepare), then prints and writes
+<out>/video/evaluation.json: the keypoint detection rate, the 2D error of the fitted joints against the true
+projected joints (and against the keypoints), MPJPE and PA-MPJPE in mm against the true joints, the mask IoU against
+the true masks, the distance of each mediapipe landmark to its model joint, and the time of each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segment.annotations import SplitAnnotations, Subject
+from segment.interhand import INTERHAND_TO_MANO, MASK_TREE, project, tree_path, world_to_camera
+from segment.synthetic import SEQUENCES
+from segment.video.correspondence import MEDIAPIPE_NAMES, MEDIAPIPE_TO_MANO
+from segment.video.frames import VideoError
+from segment.video.keypoints import load_keypoints
+from segment.video.metrics import mask_iou, mpjpe, pa_mpjpe, pixel_error
+from segment.video.prepare import PrepareSettings, prepare_video
+from segment.video.writer import CAMERA, CAPTURE, EVAL_SEQ, SPLIT, TRAIN_SEQ
+
+__all__ = ["evaluate_on_synthetic"]
+
+
+def _truth_records(truth: Path, camera: str | None):
+    """The true frames of both sequences of one camera, in video order."""
+    manifest = json.loads((truth / "capture.json").read_text())
+    split, capture = manifest["settings"]["split"], manifest["settings"]["capture"]
+    camera = camera or manifest["cameras"][0]
+    annotations = SplitAnnotations(truth, split)
+    records = []
+    for seq_name, _ in SEQUENCES:
+        found, _ = annotations.frames(Subject(split, capture, seq_name, camera), manifest["settings"]["hand"])
+        records += found
+    if not records:
+        raise VideoError(f"{truth} has no frames of camera {camera}")
+    return records, split, manifest["settings"]["hand"]
+
+
+def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | None = None, grabcut: bool = True,
+                          progress: bool = True) -> dict:
+    """See the module docstring; returns the numbers written to <out>/video/evaluation.json."""
+    truth, out = Path(truth), Path(out)
+    records, split, hand = _truth_records(truth, camera)
+    frames_dir = out / "video" / "source"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    for k, r in enumerate(records):
+        target = frames_dir / f"{k:05d}.jpg"
+        if not target.exists():
+            target.symlink_to(tree_path(truth, "images", split, r.file_name).resolve())
+    focal = float(records[0].K[0, 0])
+    summary = prepare_video(frames_dir, out, PrepareSettings(hand=hand, focal=focal, grabcut=grabcut), progress=progress)
+
+    keypoints = load_keypoints(out / "video" / "keypoints.npz", len(records))
+    fitted = np.load(out / "video" / "fit.npz")
+    order = list(MEDIAPIPE_TO_MANO)
+    true_cam = np.stack([world_to_camera(r.world_joints[list(INTERHAND_TO_MANO)], r.camrot, r.campos)
+                         for r in records])  # (N, 21, 3) mm, MANO order
+    true_uv = np.stack([project(j, r.K) for j, r in zip(true_cam, records)])[:, order]
+    found = keypoints.found & (keypoints.handedness == hand)
+    landmark_px = pixel_error(keypoints.uv[found], true_uv[found])  # (F, 21)
+    rows = fitted["source_index"]
+    fit_px = pixel_error(fitted["uv"], true_uv[rows])
+    joints_mm = 1000 * fitted["joints"]
+
+    written = SplitAnnotations(out, SPLIT)
+    ious = []
+    for seq in (TRAIN_SEQ, EVAL_SEQ):
+        for r in written.frames(Subject(SPLIT, CAPTURE, seq, CAMERA), hand)[0]:
+            ours = cv2.imread(str(tree_path(out, MASK_TREE, SPLIT, r.file_name, ".png")), cv2.IMREAD_GRAYSCALE)
+            true = cv2.imread(str(tree_path(truth, MASK_TREE, split, records[r.frame_idx].file_name, ".png")),
+                              cv2.IMREAD_GRAYSCALE)
+            ious.append(mask_iou(ours > 0, true > 0))
+    result = {
+        "frames": len(records), "detection_rate": float(found.mean()), "kept": summary["kept"],
+        "dropped": summary["dropped"],
+        "keypoint_px_median": float(np.median(landmark_px)),
+        "keypoint_px_median_by_landmark": dict(zip(MEDIAPIPE_NAMES, np.median(landmark_px, 0).round(1).tolist())),
+        "fit_px_median_vs_truth": float(np.median(fit_px)),
+        "fit_px_median_vs_keypoints": summary["residual_px_median"],
+        "mpjpe_mm": float(mpjpe(joints_mm, true_cam[rows]).mean()),
+        "pa_mpjpe_mm": float(pa_mpjpe(joints_mm, true_cam[rows]).mean()),
+        "mask_iou_mean": float(np.mean(ious)), "mask_iou_median": float(np.median(ious)),
+        "seconds": summary["seconds"],
+    }
+    (out / "video" / "evaluation.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m segment.video.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--truth", type=Path, default=Path("data/synthetic"), help="a synthetic capture")
+    parser.add_argument("--out", type=Path, required=True, help="where the prepared capture goes")
+    parser.add_argument("--camera", help="camera id of the capture to use (default: its first)")
+    parser.add_argument("--no-grabcut", action="store_true", help="masks are the projected mesh only")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate_on_synthetic(args.truth, args.out, camera=args.camera, grabcut=not args.no_grabcut)
+    except (VideoError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1))
+    print(f"wrote {args.out}/video/evaluation.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""From a video of one hand (or a folder of its frames) to a capture in the InterHand2.6M layout.
+
+    python -m segment.video.prepare VIDEO|IMAGE_DIR --out data/mine [--hand right|left] [--fov DEG | --focal PX]
+        [--every N] [--max-frames N]
+
+Steps (each writes under <out>/video/ and is reused by a second run): frames (OpenCV), hand keypoints (mediapipe in
+the optional .venv-video), a fit of the hand model to them (segment.video.fit), then images, masks (the projected
+fitted mesh refined by GrabCut) and annotation files written as segment.video.writer describes. Frames without a
+usable hand are dropped and counted by reason; <out>/video/prepare.json records the counts, the camera and the time
+of each step. Train on the result with `data.root=<out>` (the sequence names are the default config's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import smplx
+from segment.annotations import MIN_BOX_PX, box_ok
+from segment.interhand import HAND_TYPES
+from segment.video.fit import FitSettings, fit_hand
+from segment.video.frames import VideoError, extract_frames, intrinsics, split_train_eval
+from segment.video.keypoints import detect_keypoints
+from segment.video.writer import VideoFrame, write_capture
+
+__all__ = ["PrepareSettings", "prepare_video", "MIN_TRAIN_FRAMES"]
+
+MIN_TRAIN_FRAMES = 5  # fewer training frames cannot make an avatar
+MAX_RESIDUAL = 0.08  # a frame whose fitted joints miss the keypoints by more than this share of the hand box is dropped
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    hand: str = "right"
+    fov: float | None = None
+    focal: float | None = None
+    every: int = 1
+    max_frames: int | None = None
+    max_side: int = 1024
+    eval_fraction: float = 0.2
+    model: str = "mano"
+    grabcut: bool = True
+
+
+def _select(keypoints, hand: str, count: int) -> tuple[np.ndarray, Counter]:
+    """Frames with a hand of the wanted side; raises VideoError when the video shows the other hand."""
+    dropped: Counter = Counter()
+    found = keypoints.found
+    dropped["no hand found"] = int((~found).sum())
+    other = found & (keypoints.handedness != hand)
+    if found.sum() and other.sum() > 0.5 * found.sum():
+        side = "left" if hand == "right" else "right"
+        raise VideoError(f"the video shows a {side} hand ({int(other.sum())} of {int(found.sum())} frames with a "
+                         f"hand), but --hand is {hand}; run again with --hand {side}")
+    dropped[f"a {'left' if hand == 'right' else 'right'} hand, not the {hand} one"] = int(other.sum())
+    keep = found & ~other
+    if keep.sum() < MIN_TRAIN_FRAMES:
+        raise VideoError(f"a {hand} hand was found in {int(keep.sum())} of {count} frames; at least "
+                         f"{MIN_TRAIN_FRAMES} are needed. Film the whole hand in view for longer, or lower --every")
+    return keep, dropped
+
+
+def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings = PrepareSettings(), *,
+                  progress: bool = True) -> dict:
+    """Run every step (module docstring); returns the summary also written to <out>/video/prepare.json.
+
+    Raises:
+        VideoError: unreadable input, too few frames with a hand, the other hand, impossible settings, no mediapipe.
+    """
+    if settings.hand not in HAND_TYPES:
+        raise VideoError(f"--hand {settings.hand!r} is not one of {HAND_TYPES}")
+    out = Path(out)
+    work = out / "video"
+    timings = {}
+    clock = time.perf_counter()
+    frames, scale, unreadable = extract_frames(source, work / "frames", every=settings.every,
+                                               max_frames=settings.max_frames, max_side=settings.max_side,
+                                               progress=progress)
+    if len(frames) < MIN_TRAIN_FRAMES:
+        raise VideoError(f"{source} gave {len(frames)} frames (--every {settings.every}); at least "
+                         f"{MIN_TRAIN_FRAMES} are needed: give a longer video or a smaller --every")
+    width, height = frames[0].width, frames[0].height
+    focal, principal, camera_text = intrinsics(width, height, fov_deg=settings.fov, focal_px=settings.focal,
+                                               scale=scale)
+    timings["frames"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    keypoints = detect_keypoints([f.path for f in frames], work / "keypoints.npz")
+    timings["keypoints"] = time.perf_counter() - clock
+    keep, dropped = _select(keypoints, settings.hand, len(frames))
+    dropped["unreadable image"] = unreadable
+    held_out = split_train_eval(len(frames), settings.eval_fraction)
+
+    clock = time.perf_counter()
+    model = smplx.create(settings.model, is_rhand=settings.hand == "right", seal=True, distal=True)
+    index = np.flatnonzero(keep)
+    sources = np.array([frames[i].source_index for i in index])
+    fit = fit_hand(model, keypoints.uv[index].astype(float), keypoints.world[index].astype(float),
+                   np.ones((len(index), 21)), focal=focal, principal=principal,
+                   consecutive=np.diff(sources) == settings.every, settings=FitSettings(), progress=progress)
+    timings["fit"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    uv_vertices = fit.vertices[..., :2] / fit.vertices[..., 2:3] * focal + np.asarray(principal)
+    kept = []
+    for k, i in enumerate(index):
+        lo, hi = uv_vertices[k].min(0), uv_vertices[k].max(0)
+        box = [lo[0], lo[1], *(hi - lo)]
+        if fit.residual_px[k] > MAX_RESIDUAL * np.hypot(*(hi - lo)):
+            dropped["fit misses the keypoints"] += 1
+        elif not box_ok(box, width, height):
+            dropped[f"hand at the image border or under {MIN_BOX_PX} px"] += 1
+        else:
+            kept.append(VideoFrame(frames[i].source_index, frames[i].path, bool(held_out[i]), fit.global_orient[k],
+                                   fit.hand_pose[k], fit.transl[k], fit.joints[k], fit.vertices[k], uv_vertices[k]))
+    n_train = sum(not f.held_out for f in kept)
+    if n_train < MIN_TRAIN_FRAMES:
+        raise VideoError(f"only {n_train} training frames are left after dropping {sum(dropped.values())} "
+                         f"({dict(+dropped)}); at least {MIN_TRAIN_FRAMES} are needed")
+    data = model.to_model_data()
+    hands_mean = np.zeros(45) if data.hands_mean is None else data.hands_mean
+    write_capture(out, kept, faces=model.output_faces.numpy(), betas=fit.betas, hands_mean=hands_mean,
+                  hand=settings.hand, focal=focal, principal=principal, width=width, height=height,
+                  grabcut=settings.grabcut, progress=progress)
+    timings["write"] = time.perf_counter() - clock
+    np.savez(work / "fit.npz", source_index=sources, **{k: getattr(fit, k) for k in (
+        "global_orient", "hand_pose", "angles", "betas", "transl", "joints", "uv", "residual_px")})
+    summary = {"source": str(source), "out": str(out), "frames": len(frames), "kept": len(kept),
+               "train": n_train, "held_out": len(kept) - n_train, "dropped": dict(+dropped),
+               "camera": {"focal_px": focal, "principal_px": list(principal), "width": width, "height": height,
+                          "note": camera_text},
+               "hand": settings.hand, "model": model.source, "seconds": timings,
+               "residual_px_median": float(np.median(fit.residual_px)),
+               "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__}}
+    (work / "prepare.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m segment.video.prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="a video file or a folder of images")
+    parser.add_argument("--out", type=Path, required=True, help="dataset root to write, e.g. data/mine")
+    parser.add_argument("--hand", default="right", choices=HAND_TYPES, help="the hand filmed (default: right)")
+    camera = parser.add_mutually_exclusive_group()
+    camera.add_argument("--fov", type=float, help="field of view across the longer side, degrees (default 69: a "
+                                                  "phone's main camera)")
+    camera.add_argument("--focal", type=float, help="focal length of the source frames, px")
+    parser.add_argument("--every", type=int, default=1, help="keep every N-th frame (default 1)")
+    parser.add_argument("--max-frames", type=int, help="stop after this many kept frames")
+    parser.add_argument("--max-side", type=int, default=1024, help="scale frames down to this longer side, px")
+    parser.add_argument("--eval-fraction", type=float, default=0.2, help="the last part of the video held out for "
+                                                                         "validation (default 0.2)")
+    parser.add_argument("--model", default="mano", help="MANO file or folder (else the open hand); default mano/")
+    parser.add_argument("--no-grabcut", action="store_true", help="masks are the projected mesh only")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    settings = PrepareSettings(hand=args.hand, fov=args.fov, focal=args.focal, every=args.every,
+                               max_frames=args.max_frames, max_side=args.max_side, eval_fraction=args.eval_fraction,
+                               model=args.model, grabcut=not args.no_grabcut)
+    return args, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, settings = _parse(argv)
+    try:
+        summary = prepare_video(args.source, args.out, settings, progress=not args.quiet)
+    except VideoError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
+    print(f"camera: {summary['camera']['note']}")
+    print(f"{summary['frames']} frames: kept {summary['kept']} ({summary['train']} training, {summary['held_out']} "
+          f"held out); dropped {summary['dropped'] or 'none'}")
+    print(f"fit: median reprojection error {summary['residual_px_median']:.1f} px; {seconds}")
+    print(f"wrote {summary['out']}/ (annotations/, InterHand2.6M_5fps_batch1/{{images,masks_removeblack}}/, "
+          f"video/prepare.json); train with data.root={summary['out']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
