@@ -2,6 +2,8 @@
 PSNR, SSIM and LPIPS as the paper measures them (the whole square crop, black background, 8-bit, only box rays
 rendered), PSNR and SSIM on the hand's pixels only, and, on a synthetic capture, the albedo and shading errors
 against their ground truth. The LPIPS used (LPIPS-VGG or ST-LPIPS, handavatar.lpips) is named in the summary.
+Beside them, the textured-mesh baseline's figures on the same frames (handavatar.baseline; computed once into
+texture_baseline/ next to val/, then read back while its inputs stay the same).
 
 Writes, next to latest.tar: val/metrics.csv (one row per frame), val/summary.json (means, with the protocols named)
 and val/frames.png (up to 8 frames: rgb | albedo | shading | target | mask). `Progress` does the same for a few
@@ -20,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from smplx.fileio import atomic_write
+from handavatar.baseline import BASELINE_METRICS, texture_baseline
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.metrics import frame_metrics
@@ -107,6 +110,9 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
     if synthetic:
         summary["layer_protocol"] = ("albedo_error, shading_error: mean absolute error on hand pixels in [0, 1] after "
                                      "a least-squares scale per channel")
+    baseline_dir = out_dir.parent / "texture_baseline"
+    baseline = texture_baseline(config, dataset, lpips, baseline_dir, progress=progress)
+    summary["texture_baseline"] = {**{name: baseline[name] for name in BASELINE_METRICS}, "outputs": str(baseline_dir)}
     atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
     picture = Image.fromarray((torch.cat(tiles, 0).numpy() * 255 + 0.5).astype(np.uint8))
     atomic_write(out_dir / "frames.png", lambda f: picture.save(f, format="PNG"))
