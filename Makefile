@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test demo pose-demo bench clean
+.PHONY: install video-install test demo pose-demo bench clean
 
 install: $(VENV)/.installed
 
@@ -11,6 +11,18 @@ $(VENV)/.installed: requirements.txt
 	@test -n "$(PYTHON)" || { echo "no python3.11 or python3 on PATH: install Python 3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# The optional keypoint extra for your own video (mediapipe 0.10.21, numpy 1.26) in its own environment: the core
+# .venv keeps numpy 2. --no-deps: requirements-video.txt pins the measured set that mediapipe's hands need.
+VIDEO_VENV := .venv-video
+video-install: $(VIDEO_VENV)/.installed
+
+$(VIDEO_VENV)/.installed: requirements-video.txt
+	@test -n "$(PYTHON)" || { echo "no python3.11 or python3 on PATH: install Python 3.11"; exit 1; }
+	$(PYTHON) -m venv $(VIDEO_VENV)
+	$(VIDEO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-video.txt
+	$(VIDEO_VENV)/bin/python -c "import mediapipe.python.solutions.hands"
 	touch $@
 
 test: install
@@ -27,4 +39,4 @@ bench: install
 	$(PY) -m bench.pose_hd
 
 clean:
-	rm -rf $(VENV) .pytest_cache out
+	rm -rf $(VENV) $(VIDEO_VENV) .pytest_cache out

@@ -51,6 +51,7 @@ def video_python() -> Path:
 def detect_keypoints(images: list[Path], out: Path) -> Keypoints:
     """Keypoints of `images` (video order) written to `out` (.npz) by the optional environment; an existing `out`
     made for the same image list is read instead."""
+    out = Path(out).resolve()  # the subprocess runs in the repository root
     listing = out.with_suffix(".txt")
     wanted = "".join(f"{Path(p).resolve()}\n" for p in images)
     if out.is_file() and listing.is_file() and listing.read_text() == wanted:
