@@ -32,7 +32,7 @@ def parts(synthetic_capture, tmp_path_factory):
 def _avatar(hand, **options):
     torch.manual_seed(0)
     field = PairOF.from_layer(hand, part_samples=32, anchors=256)
-    return HandAvatar(hand, field, code_dim=16, samples=8, **options)
+    return HandAvatar(hand, field, code_dim=16, **{"samples": 8, **options})
 
 
 def test_render_a_sample(parts):
@@ -96,12 +96,13 @@ def _rays(avatar, sample):
             sample["bgcolor"])
 
 
-@pytest.mark.parametrize("sampling", ["box", "parts"])
-def test_fast_renderer_draws_what_the_reference_draws(parts, sampling):
+@pytest.mark.parametrize("sampling, group", [("box", 8), ("parts", 8), ("box", 3), ("parts", 3)])
+def test_fast_renderer_draws_what_the_reference_draws(parts, sampling, group):
     """Without early termination the fast renderer composites exactly the reference's picture (every sample, every
-    pair, every anchor), and its gradients are the reference's."""
+    pair, every anchor), and its gradients are the reference's: marching the 8 samples as one group or in groups of
+    3, 3 and 2 (transmittance and SelF's running maximum carried from group to group)."""
     hand, sample = parts
-    fast = _avatar(hand, sampling=sampling, tolerance=0.0)
+    fast = _avatar(hand, sampling=sampling, tolerance=0.0, group=group)
     reference = _avatar(hand, sampling=sampling, renderer="reference")
     reference.load_state_dict(fast.state_dict())
     outs = []
@@ -131,16 +132,25 @@ def test_rays_that_miss_every_box_are_background_without_the_network(parts, monk
 
 
 @pytest.mark.parametrize("tolerance", [0.02, 0.2])
-def test_early_termination_changes_a_pixel_by_less_than_the_tolerance(parts, tolerance):
+@pytest.mark.parametrize("field, bias, group", [("opaque", -40.0, 1), ("translucent", 0.0, 1),
+                                                ("translucent", 0.0, 3)])
+def test_early_termination_changes_a_pixel_by_less_than_the_tolerance(parts, tolerance, field, bias, group):
+    """On an opaque hand (occupancy ~1 at the first sample inside) and on a translucent one (each sample lets most
+    light through, 16 samples per ray: the transmittance falls step by step), stopping rays early changes no value
+    by more than the tolerance (a ray stopped at transmittance 0.5 changes pixels by ~0.4 here)."""
     hand, sample = parts
-    exact = _avatar(hand, tolerance=0.0)
-    early = _avatar(hand, tolerance=tolerance, group=1)
-    opaque = {"field.decoder.layers.4.bias": torch.tensor([-40.0])}  # an opaque hand, so rays do stop
-    for avatar in (exact, early):
-        avatar.load_state_dict({**exact.state_dict(), **opaque})
+    exact = _avatar(hand, tolerance=0.0, samples=16)
+    early = _avatar(hand, tolerance=tolerance, group=group, samples=16)
+    reference = _avatar(hand, renderer="reference", samples=16)  # returns every sample's occupancy, ray-major
+    for avatar in (exact, early, reference):  # the decoder's last bias sets how opaque the random field is
+        avatar.load_state_dict({**exact.state_dict(), "field.decoder.layers.4.bias": torch.tensor([bias])})
     with torch.no_grad():
         a = exact.render_rays(*_rays(exact, sample))
         b = early.render_rays(*_rays(early, sample))
+        every = reference.render_rays(*_rays(reference, sample))
+    hit = every["alpha"] > 0.5
+    sharpest = every["occupancy"].view(-1, 16)[hit].amax(1).median()  # the most opaque sample of a typical ray
+    assert (sharpest > 0.99) if field == "opaque" else (sharpest < 0.5)
     assert b["points"].shape[0] < a["points"].shape[0]  # some rays stopped early
     for name in ("rgb", "albedo", "shading", "alpha"):
         assert (a[name] - b[name]).abs().max() <= tolerance, name
