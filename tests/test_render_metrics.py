@@ -81,6 +81,29 @@ def test_masked_metrics_only_see_the_hand():
     assert ssim(pred, target).item() < 0.9
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_masked_metrics_match_a_hand_computation(seed):
+    """On images that differ everywhere: masked PSNR is the PSNR of the masked pixels' values (every channel), and
+    masked SSIM the mean of scikit-image's full SSIM map over the window centres on the mask."""
+    rng = np.random.default_rng(seed)
+    target = rng.random((30, 40, 3))
+    pred = np.clip(target + rng.normal(scale=0.1, size=target.shape), 0, 1)
+    pred[:, 20:] = np.clip(pred[:, 20:] + 0.3, 0, 1)  # the right half is much worse
+    mask = np.zeros((30, 40), dtype=bool)
+    mask[5:25, 3:24] = rng.random((20, 21)) > 0.3  # mostly on the better half
+    want = peak_signal_noise_ratio(target[mask], pred[mask], data_range=1.0)
+    got = psnr(torch.tensor(pred), torch.tensor(target), torch.tensor(mask)).item()
+    assert got == pytest.approx(want, rel=1e-9)
+    assert abs(got - psnr(torch.tensor(pred), torch.tensor(target)).item()) > 0.5  # the mask matters here
+    _, full = structural_similarity(target, pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                    data_range=1.0, channel_axis=-1, full=True)
+    centres = np.zeros_like(mask)
+    centres[5:-5, 5:-5] = mask[5:-5, 5:-5]  # windows of 11 px that fit inside the image
+    want = full[centres].mean()
+    got = ssim(torch.tensor(pred), torch.tensor(target), torch.tensor(mask)).item()
+    assert got == pytest.approx(want, rel=1e-7)
+
+
 def _random_boxes(k, seed):
     g = torch.Generator().manual_seed(seed)
     rotations = torch.linalg.qr(torch.randn(k, 3, 3, generator=g, dtype=torch.float64))[0]
