@@ -20,7 +20,7 @@ from segment.preprocess import load_cache
 from handavatar.cameras import AXES, Camera, camera_sample, frame_camera, orbit_cameras
 from handavatar.data import DataConfig, InterHandDataset
 from handavatar.poses import freepose_angles, freepose_poses, load_motion_file
-from handavatar.run import load_avatar, plan_shots, run
+from handavatar.run import Shot, _margin, load_avatar, plan_shots, reference_frame, render_shot, run
 from handavatar.train import DEFAULTS, AvatarConfig, build_avatar
 from tests.hand_fixtures import train_tiny_pairof
 
@@ -177,6 +177,41 @@ def test_tpose_and_test_modes(setup):
                                                     resolution=32, background="black", model="open_hand"))[0][
         "target_rgb"][0])
     np.testing.assert_allclose(strip[:, 96:, :3] / 255, target, atol=0.5 / 255 + 1e-6)
+
+
+def test_frames_are_the_avatar_rendered_at_the_shot_pose(setup, tmp_path):
+    """tpose, freepose and movement frames (PNG, RGBA) against one render of the avatar from the reference frame's
+    camera with the pose each mode should give, taken from the dataset's own sample of that frame: the flat hand
+    (tpose, and freepose with a table of zero ranges) and the frame's own pose (movement driven by a file holding
+    it). (test_frame_camera_rays_match_the_dataset checks that camera's rays against the dataset's.) The exact fast
+    renderer (band 0), so that no render depends on the poses band 'auto' measured before it."""
+    exact = "render.band=0"
+    config = _config(setup, exact)
+    avatar, _, _ = load_avatar(config, torch.device("cpu"))
+    avatar.eval()
+    data = DataConfig(root=str(setup / "capture"), subject=config.data.subject, mode="image", resolution=32,
+                      background="black", model="open_hand")
+    sample = InterHandDataset(data)[config.run.frame_idx]
+    camera = reference_frame(config).camera
+
+    def direct(hand_pose):
+        out = render_shot(avatar, Shot(sample["global_orient"], hand_pose, camera), margin=_margin(config))
+        return np.dstack([out["rgb"][0].numpy(), out["alpha"][0].numpy()])
+
+    def saved(folder, k):
+        return np.asarray(Image.open(folder / "frames" / f"{k:06d}.png")) / 255
+
+    flat, own = direct(np.zeros(45)), direct(sample["hand_pose"])
+    assert np.abs(flat - own).max() > 0.1 and flat[..., 3].max() > 0.2  # the two poses look different
+    tolerance = 0.5 / 255 + 1e-6  # 8-bit rounding
+    np.testing.assert_allclose(saved(run(_config(setup, exact, "run.mode=tpose")), 0), flat, rtol=0, atol=tolerance)
+    zero_table = "{" + ", ".join(f"{name}: [[0, 0], [0, 0], [0, 0]]" for name in JOINT_NAMES[:16]) + "}"
+    folder = run(_config(setup, exact, "run.mode=freepose", "run.frames=2", f"run.joint_rot={zero_table}"))
+    for k in range(2):
+        np.testing.assert_allclose(saved(folder, k), flat, rtol=0, atol=tolerance)
+    np.savez(tmp_path / "own.npz", pose=np.concatenate([sample["global_orient"], sample["hand_pose"]])[None])
+    folder = run(_config(setup, exact, "run.mode=movement", f"run.motion_file={tmp_path / 'own.npz'}"))
+    np.testing.assert_allclose(saved(folder, 0), own, rtol=0, atol=tolerance)
 
 
 def test_movement_drives_this_avatar_with_the_sequence_poses(setup):
