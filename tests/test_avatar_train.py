@@ -33,7 +33,7 @@ def _config(work, *overrides):
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_resume_continues_exactly(setup, ema):
-    name = "_ema" if ema else ""  # 'straight' is validated below
+    name = "_ema" if ema else ""
     straight = torch.load(train(_config(setup, f"experiment=straight{name}", "train.maxiter=4", f"train.ema={ema}")),
                           weights_only=True)
     train(_config(setup, f"experiment=split{name}", "train.maxiter=2", f"train.ema={ema}"))
@@ -97,9 +97,10 @@ def test_a_nan_loss_names_its_term(setup, monkeypatch):
 
 
 def test_validation_reports(setup):
-    config = _config(setup, "experiment=straight", "phase=val", "data.eval_skip=1", "data.max_frames=2")
+    train(_config(setup, "experiment=validated", "train.maxiter=2"))
+    config = _config(setup, "experiment=validated", "phase=val", "data.eval_skip=1", "data.max_frames=2")
     summary = run_validation(config)
-    out = setup / "runs" / "straight" / "val"
+    out = setup / "runs" / "validated" / "val"
     rows = (out / "metrics.csv").read_text().strip().splitlines()
     assert rows[0] == "key,psnr,ssim,psnr_masked,ssim_masked,lpips,albedo_error,shading_error"
     assert len(rows) == 1 + summary["frames"] == 3
