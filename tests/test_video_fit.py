@@ -102,13 +102,14 @@ def test_fit_recovers_true_joints_from_noisy_keypoints(synthetic_capture):
     uv = true_uv + rng.normal(scale=1.5, size=true_uv.shape)
     world = joints[:, order] - joints[:, order].mean(1, keepdims=True) + rng.normal(scale=0.002, size=(5, 21, 3))
     model = smplx.create("open_hand", seal=True, distal=True)
-    fit = fit_hand(model, uv, world, np.ones((5, 21)), focal=K[0, 0], principal=(K[0, 2], K[1, 2]), progress=False)
+    fit = fit_hand(model, uv, world, np.ones((5, 21)), focal=K[0, 0], principal=(K[0, 2], K[1, 2]),
+                   offsets_mm=np.zeros((21, 3)), progress=False)  # the keypoints are the joints themselves
     # the synthetic subject's shape and depth are unknown to the fit: joints agree up to a similarity
     assert np.median(np.linalg.norm(fit.uv - true_uv, axis=-1)) < 3.0  # px; 1.5 px noise, ~200 px hand
     assert 1000 * pa_mpjpe(fit.joints, joints).mean() < 6.0  # mm; measured ~4 with this noise
     assert 1000 * mpjpe(fit.joints, joints).mean() < 25.0  # mm, includes the hand's unknown scale
     start = fit_hand(model, uv, world, np.ones((5, 21)), focal=K[0, 0], principal=(K[0, 2], K[1, 2]),
-                     settings=FitSettings(rigid_steps=0, steps=0), progress=False)
+                     offsets_mm=np.zeros((21, 3)), settings=FitSettings(rigid_steps=0, steps=0), progress=False)
     assert 1000 * pa_mpjpe(start.joints, joints).mean() > 10.0  # the relaxed start is far: the fit did the work
 
 
@@ -119,7 +120,7 @@ def test_written_capture_reads_back_and_poses_like_the_fit(tmp_path, synthetic_c
     world = joints[:, order] - joints[:, order].mean(1, keepdims=True)
     model = smplx.create("open_hand", seal=True, distal=True)
     fit = fit_hand(model, uv, world, np.ones((5, 21)), focal=K[0, 0], principal=(K[0, 2], K[1, 2]),
-                   progress=False)
+                   offsets_mm=np.zeros((21, 3)), progress=False)
     frames = []
     for k, r in enumerate(records):
         pixels = project(fit.vertices[k], K)

@@ -19,7 +19,7 @@ median distance between the landmark mediapipe 0.10.21 finds and the projected t
 
 from __future__ import annotations
 
-__all__ = ["MEDIAPIPE_NAMES", "MEDIAPIPE_TO_MANO", "LANDMARK_WEIGHTS", "PALM_LANDMARKS"]
+__all__ = ["MEDIAPIPE_NAMES", "MEDIAPIPE_TO_MANO", "LANDMARK_WEIGHTS", "PALM_LANDMARKS", "LANDMARK_OFFSETS_MM"]
 
 MEDIAPIPE_NAMES = ("wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
                    "index_mcp", "index_pip", "index_dip", "index_tip", "middle_mcp", "middle_pip", "middle_dip",
@@ -34,3 +34,28 @@ LANDMARK_WEIGHTS = (0.5, 0.25) + (1.0,) * 19
 
 PALM_LANDMARKS = (0, 5, 9, 13, 17)
 """Wrist and the four finger MCPs: rigid enough to initialise the global rotation."""
+
+LANDMARK_OFFSETS_MM = (
+    (-11.4, 4.9, 0.8),  # wrist
+    (-17.0, -9.8, 2.9),  # thumb_cmc
+    (-1.0, 3.4, 2.7),  # thumb_mcp
+    (-5.7, 1.6, 3.4),  # thumb_ip
+    (-6.6, -3.8, 4.9),  # thumb_tip
+    (-4.0, -0.2, 1.2),  # index_mcp
+    (-7.6, 0.4, 0.4),  # index_pip
+    (-10.1, 1.0, 0.2),  # index_dip
+    (-13.2, 4.1, 0.1),  # index_tip
+    (-6.1, 1.2, 2.0),  # middle_mcp
+    (-7.9, -0.3, 2.1),  # middle_pip
+    (-10.5, -1.7, 2.4),  # middle_dip
+    (-12.2, -1.5, 0.6),  # middle_tip
+    (-4.3, -0.2, 1.6),  # ring_mcp
+    (-9.1, 1.0, -0.2),  # ring_pip
+    (-13.0, -1.1, -1.5),  # ring_dip
+    (-16.2, -0.7, -2.5),  # ring_tip
+    (0.0, -3.4, 1.5),  # pinky_mcp
+    (-1.9, -3.2, -0.2),  # pinky_pip
+    (-3.8, -2.0, -1.4),  # pinky_dip
+    (-7.5, 0.1, -2.9),  # pinky_tip
+)
+"""(21, 3) mm: each landmark's offset from its model joint, rest frame of the right hand (segment.video.landmarks)."""

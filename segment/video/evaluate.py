@@ -71,7 +71,8 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
     found = keypoints.found & (keypoints.handedness == hand)
     landmark_px = pixel_error(keypoints.uv[found], true_uv[found])  # (F, 21)
     rows = fitted["source_index"]
-    fit_px = pixel_error(fitted["uv"], true_uv[rows])
+    fit_uv = np.stack([project(1000 * fitted["joints"][k], records[i].K) for k, i in enumerate(rows)])[:, order]
+    fit_px = pixel_error(fit_uv, true_uv[rows])
     joints_mm = 1000 * fitted["joints"]
 
     written = SplitAnnotations(out, SPLIT)
@@ -87,8 +88,8 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
         "dropped": summary["dropped"],
         "keypoint_px_median": float(np.median(landmark_px)),
         "keypoint_px_median_by_landmark": dict(zip(MEDIAPIPE_NAMES, np.median(landmark_px, 0).round(1).tolist())),
-        "fit_px_median_vs_truth": float(np.median(fit_px)),
-        "fit_px_median_vs_keypoints": summary["residual_px_median"],
+        "fit_joints_px_median_vs_truth": float(np.median(fit_px)),
+        "fit_landmarks_px_median_vs_keypoints": summary["residual_px_median"],
         "mpjpe_mm": float(mpjpe(joints_mm, true_cam[rows]).mean()),
         "pa_mpjpe_mm": float(pa_mpjpe(joints_mm, true_cam[rows]).mean()),
         "mask_iou_mean": float(np.mean(ious)), "mask_iou_median": float(np.median(ious)),

@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from smplx import MANO
 from smplx.hand_pose import JOINT_LIMITS, NAMED_POSES
-from segment.video.correspondence import LANDMARK_WEIGHTS, MEDIAPIPE_TO_MANO, PALM_LANDMARKS
+from segment.video.correspondence import LANDMARK_WEIGHTS, PALM_LANDMARKS
+from segment.video.landmarks import landmark_layer
 
 _CM = 0.01  # m
 
@@ -37,10 +38,10 @@ class FitSettings:
     rigid_steps: int = 100  # Adam steps on rotation and translation only
     steps: int = 300  # Adam steps on everything
     lr: float = 0.03
-    robust_sigma: float = 0.05  # Geman-McClure scale of the 2D residual, in hand sizes
+    robust_sigma: float = 0.2  # Geman-McClure scale of the 2D residual, in hand sizes
     w_2d: float = 1.0
     w_3d: float = 5e-3  # per cm^2 of centred joint distance
-    w_pose: float = 2e-3  # per squared joint range
+    w_pose: float = 0.03  # per squared joint range
     w_shape: float = 1e-3
     w_smooth: float = 1e-3  # per cm^2 of joint motion (plus squared angle change per joint range) between frames
 
@@ -54,7 +55,7 @@ class HandFit:
     transl: np.ndarray  # (N, 3) m, added to the model's output
     joints: np.ndarray  # (N, 21, 3) camera frame, m, MANO order with fingertips
     vertices: np.ndarray  # (N, V, 3) camera frame, m (sealed when the model is)
-    uv: np.ndarray  # (N, 21, 2) px, projected joints, mediapipe order
+    uv: np.ndarray  # (N, 21, 2) px, projected landmark points of the model (segment.video.landmarks), mediapipe order
     residual_px: np.ndarray  # (N,) median distance between `uv` and the keypoints, px
 
 
@@ -121,13 +122,14 @@ def _rotvec(matrix: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(matrix).as_rotvec()
 
 
-def _initial_rigid(model: MANO, uv: np.ndarray, world: np.ndarray, weights: np.ndarray, focal: float,
+def _initial_rigid(layer: MANO, uv: np.ndarray, world: np.ndarray, weights: np.ndarray, focal: float,
                    principal: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame global rotation (N, 3) and translation (N, 3) m of the relaxed rest hand, from the palm's world
     landmarks (rotation) and all keypoints (translation)."""
     with torch.no_grad():
-        rest = model(hand_pose=_relaxed_pose(model, 1)).joints[0].double().numpy()[list(MEDIAPIPE_TO_MANO)]
-    root = rest[0]
+        out = layer(hand_pose=_relaxed_pose(layer, 1))
+    rest = out.vertices[0, -21:].double().numpy()
+    root = out.joints[0, 0].double().numpy()
     orients, transls = [], []
     palm = list(PALM_LANDMARKS)
     for k in range(len(uv)):
@@ -162,7 +164,7 @@ def _optimise(stages, loss_fn, lr: float, bar) -> None:
 
 
 def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndarray, *, focal: float,
-             principal: tuple[float, float], consecutive: np.ndarray | None = None,
+             principal: tuple[float, float], consecutive: np.ndarray | None = None, offsets_mm: np.ndarray | None = None,
              settings: FitSettings = FitSettings(), progress: bool = True) -> HandFit:
     """Fit `model` to the keypoints of N frames.
 
@@ -173,6 +175,8 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
         confidence: (N, 21) weights in [0, 1] (multiplied by LANDMARK_WEIGHTS).
         focal, principal: intrinsics, px.
         consecutive: (N - 1,) bool, frame i + 1 directly follows frame i (smoothness applies); default all True.
+        offsets_mm: (21, 3) where each landmark lies relative to its model joint (segment.video.landmarks); default
+            LANDMARK_OFFSETS_MM, zeros: the landmarks are the model's joints.
 
     Returns:
         HandFit.
@@ -185,7 +189,8 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
         raise ValueError("fit_hand needs a model made with distal=True, no center_id and no scale")
     dtype = model.v_template.dtype
     weights_np = confidence * np.asarray(LANDMARK_WEIGHTS)
-    orient0, transl0 = _initial_rigid(model, uv, world, weights_np, focal, principal)
+    layer = landmark_layer(model, offsets_mm)
+    orient0, transl0 = _initial_rigid(layer, uv, world, weights_np, focal, principal)
 
     def t(array):
         return torch.as_tensor(np.asarray(array), dtype=dtype)
@@ -203,17 +208,15 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
     orient = t(orient0).requires_grad_(True)
     transl = t(transl0).requires_grad_(True)
     betas = torch.zeros(1, model.num_betas, dtype=dtype, requires_grad=True)
-    order = list(MEDIAPIPE_TO_MANO)
 
     def forward():
         angles = low + span * torch.sigmoid(raw_angles)
-        out = model(betas=betas.expand(n, -1), global_orient=orient, hand_pose=angles_to_pose_torch(angles, frames),
-                    transl=transl)
-        return angles, out
+        hand_pose = angles_to_pose_torch(angles, frames)
+        out = layer(betas=betas.expand(n, -1), global_orient=orient, hand_pose=hand_pose, transl=transl)
+        return angles, hand_pose, out.vertices[:, -21:]
 
     def loss_fn(full: bool):
-        angles, out = forward()
-        joints = out.joints[:, order]
+        angles, _, joints = forward()
         residual = (project_torch(joints, focal, principal) - target_uv).norm(dim=-1) / hand_size[:, None]
         loss = settings.w_2d * (weights * _gmof(residual ** 2, settings.robust_sigma)).sum() / weights.sum()
         centred = joints - joints.mean(1, keepdim=True)
@@ -238,8 +241,9 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
         torch.set_num_threads(threads)
         bar.close()
     with torch.no_grad():
-        angles, out = forward()
-        projected = project_torch(out.joints[:, order], focal, principal)
+        angles, hand_pose, landmarks = forward()
+        out = model(betas=betas.expand(n, -1), global_orient=orient, hand_pose=hand_pose, transl=transl)
+        projected = project_torch(landmarks, focal, principal)
         residual = (projected - target_uv).norm(dim=-1).median(dim=1).values
     return HandFit(global_orient=orient.detach().double().numpy(), hand_pose=out.hand_pose.double().numpy(),
                    angles=angles.double().numpy(), betas=betas.detach()[0].double().numpy(),
