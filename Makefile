@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install video-install test demo pose-demo bench clean
+.PHONY: install video-install viewer test demo pose-demo bench clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ $(VIDEO_VENV)/.installed: requirements-video.txt
 	$(VIDEO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-video.txt
 	$(VIDEO_VENV)/bin/python -c "import mediapipe.python.solutions.hands"
 	touch $@
+
+# The web viewer (viewer/): three.js bundled by esbuild into viewer/dist/, and the Khronos glTF validator the export
+# tests run. Needs Node.js and npm; offline once built.
+viewer: viewer/dist/viewer.js
+
+viewer/dist/viewer.js: viewer/package.json viewer/package-lock.json viewer/src/viewer.js viewer/src/index.html
+	cd viewer && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 test: install
 	$(PY) -m pytest -q tests

@@ -107,10 +107,11 @@ SMALL_CAPTURE = _small_capture()
 """Settings of the tests' synthetic capture (conftest's `synthetic_capture`): 7 frames x 2 cameras, open hand."""
 
 
-def train_tiny_pairof(out_root) -> None:
-    """Pretrain a tiny PairOF for MANO-HD level 1 of the open hand (2 steps) into <out_root>/field/pairof.ckpt, for
-    the avatar tests."""
+def train_tiny_pairof(out_root, *, name: str = "field", is_rhand: bool = True) -> None:
+    """Pretrain a tiny PairOF for MANO-HD level 1 of the open hand (2 steps) into <out_root>/<name>/pairof.ckpt, for
+    the avatar tests (of the left hand with is_rhand=False)."""
     from pairof.train import main as pairof_main
-    pairof_main([f"out_root={out_root}", "name=field", "model.path=open_hand", "model.levels=1", "model.lbs_weights=",
+    pairof_main([f"out_root={out_root}", f"name={name}", "model.path=open_hand", f"model.is_rhand={is_rhand}",
+                 "model.levels=1", "model.lbs_weights=",
                  "field.part_samples=32", "field.anchors=256", "batch=1", "points.per_part=16", "eval_poses=1",
                  "eval_points=256", "mesh_resolution=16", "publish=false", "steps=2", "precision=float32"])

@@ -1,0 +1,91 @@
+"""Export a trained avatar as one binary glTF: the rig (rig.py), the baked albedo (bake.py) and an animation clip of
+a pose sequence, written by gltf.py.
+
+    report = export_avatar(avatar, Path("avatar.glb"), poses=freepose_motion(avatar, config.run), texture=1024)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import trimesh
+
+from smplx.fileio import atomic_write
+from handavatar.export.bake import bake_albedo, uv_atlas
+from handavatar.export.gltf import Clip, GlbMesh, glb_bytes
+from handavatar.export.rig import (RigError, avatar_rig, dense_weights, local_rotations, pose_sequence_error,
+                                   root_translation, truncate_weights)
+from handavatar.model import HandAvatar
+from handavatar.poses import Motion, freepose_angles, freepose_poses, load_motion_file
+
+__all__ = ["ExportReport", "export_avatar", "clip_motion"]
+
+
+@dataclass
+class ExportReport:
+    """What `export_avatar` wrote and measured."""
+
+    path: Path
+    size: int  # bytes
+    seconds: float
+    vertices: int  # atlas vertices in the file (the seams split some)
+    faces: int
+    frames: int
+    texture: int  # texture side, px
+    error: RigError  # the exported rig's vertex error over the clip's poses
+
+
+def clip_motion(avatar: HandAvatar, motion: str, joint_rot: dict, frames: int) -> Motion:
+    """The poses of the clip: 'freepose' (the run.joint_rot sweep over `frames` frames, wrist unturned: global
+    rotation zero, so the hand faces the camera as in its model frame), or a motion file (poses.py; without
+    'global_orient', the global rotation is zero).
+
+    Raises:
+        FileNotFoundError, ValueError: a missing or malformed motion file (poses.load_motion_file).
+    """
+    if motion == "freepose":
+        orient, hand_pose = freepose_poses(freepose_angles(joint_rot, frames), avatar.hand.pose_frames(), np.zeros(3))
+        return Motion(hand_pose=hand_pose, global_orient=orient, source="freepose")
+    loaded = load_motion_file(motion)
+    if loaded.global_orient is None:
+        loaded = Motion(loaded.hand_pose, np.zeros((len(loaded), 3)), loaded.source)
+    return loaded
+
+
+def _texture_png(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    assert ok, "OpenCV failed to encode the texture as PNG"
+    return data.tobytes()
+
+
+def export_avatar(avatar: HandAvatar, path: Path, *, poses: Motion, texture: int = 1024, fps: float = 15.0
+                  ) -> ExportReport:
+    """Write the avatar as a .glb at `path` (atomically) and measure what the 4-weight rig loses over `poses`.
+
+    Args:
+        poses: the clip's N poses (global rotation and hand pose, axis-angle, radians, as the avatar takes them).
+        texture: side of the albedo texture, px. fps: frames per second of the clip.
+    """
+    if texture < 16:
+        raise ValueError(f"--texture {texture} is too small: give a side of at least 16 px (e.g. 1024)")
+    start = time.perf_counter()
+    rig = avatar_rig(avatar)
+    atlas = uv_atlas(rig.vertices, rig.faces, size=texture)
+    ids, weights = truncate_weights(rig.weights)
+    normals = trimesh.Trimesh(rig.vertices, rig.faces, process=False).vertex_normals
+    image = bake_albedo(avatar, atlas, size=texture)
+    mesh = GlbMesh(positions=rig.vertices[atlas.vertex_map], normals=normals[atlas.vertex_map], uvs=atlas.uvs,
+                   faces=atlas.faces, joint_ids=ids[atlas.vertex_map], weights=weights[atlas.vertex_map],
+                   rest_joints=rig.joints, texture_png=_texture_png(image))
+    rotations = local_rotations(poses.global_orient, poses.hand_pose, rig.pose_mean)
+    clip = Clip(times=np.arange(len(poses)) / fps, rotations=rotations, wrist=root_translation(rig, rotations[:, 0]),
+                name=Path(poses.source).stem)
+    data = glb_bytes(mesh, clip)
+    atomic_write(path, lambda f: f.write(data))
+    error = pose_sequence_error(avatar, rig, dense_weights(ids, weights), poses.global_orient, poses.hand_pose)
+    return ExportReport(path=path, size=len(data), seconds=time.perf_counter() - start, vertices=len(atlas.uvs),
+                        faces=len(atlas.faces), frames=len(poses), texture=texture, error=error)
