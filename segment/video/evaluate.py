@@ -4,7 +4,8 @@ and only used to score it.
     python -m segment.video.evaluate --truth data/synthetic --out out/video_eval [--camera 400262]
 
 Writes the chosen camera's images of both sequences (training, then held-out) as a folder of frames, prepares it
-with the capture's true focal length (python -m segment.video.prepare), then prints and writes
+with the capture's true focal length and the held-out part set to the capture's held-out sequence
+(python -m segment.video.prepare), then prints and writes
 <out>/video/evaluation.json: the keypoint detection rate, the 2D error of the fitted joints against the true
 projected joints (and against the keypoints), MPJPE and PA-MPJPE in mm against the true joints, the mask IoU against
 the true masks, the distance of each mediapipe landmark to its model joint, and the time of each step.
@@ -60,7 +61,9 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
         if not target.exists():
             target.symlink_to(tree_path(truth, "images", split, r.file_name).resolve())
     focal = float(records[0].K[0, 0])
-    summary = prepare_video(frames_dir, out, PrepareSettings(hand=hand, focal=focal, grabcut=grabcut), progress=progress)
+    held_out = sum(r.seq_name == SEQUENCES[1][0] for r in records) / len(records)  # the truth's held-out sequence
+    summary = prepare_video(frames_dir, out, PrepareSettings(hand=hand, focal=focal, grabcut=grabcut,
+                                                             eval_fraction=held_out), progress=progress)
 
     keypoints = load_keypoints(out / "video" / "keypoints.npz", len(records))
     fitted = np.load(out / "video" / "fit.npz")
