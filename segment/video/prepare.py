@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import smplx
+from smplx.fileio import atomic_write
 from segment.annotations import MIN_BOX_PX, box_ok
 from segment.interhand import HAND_TYPES
 from segment.video.fit import FitSettings, fit_hand
@@ -125,14 +126,22 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
     if n_train < MIN_TRAIN_FRAMES:
         raise VideoError(f"only {n_train} training frames are left after dropping {sum(dropped.values())} "
                          f"({dict(+dropped)}); at least {MIN_TRAIN_FRAMES} are needed")
+    previous = work / "fit.npz"
+    same_fit = False
+    if previous.is_file():  # the fit is deterministic: the same fit as last time keeps last time's masks
+        with np.load(previous) as last:
+            same_fit = (np.array_equal(last["source_index"], sources) and np.allclose(last["transl"], fit.transl)
+                        and "grabcut" in last and bool(last["grabcut"]) == settings.grabcut
+                        and np.allclose(last["hand_pose"], fit.hand_pose) and np.allclose(last["betas"], fit.betas))
     data = model.to_model_data()
     hands_mean = np.zeros(45) if data.hands_mean is None else data.hands_mean
     write_capture(out, kept, faces=model.output_faces.numpy(), betas=fit.betas, hands_mean=hands_mean,
                   hand=settings.hand, focal=focal, principal=principal, width=width, height=height,
-                  grabcut=settings.grabcut, progress=progress)
+                  grabcut=settings.grabcut, overwrite_masks=not same_fit, progress=progress)
     timings["write"] = time.perf_counter() - clock
-    np.savez(work / "fit.npz", source_index=sources, **{k: getattr(fit, k) for k in (
-        "global_orient", "hand_pose", "angles", "betas", "transl", "joints", "uv", "residual_px")})
+    arrays = {k: getattr(fit, k) for k in ("global_orient", "hand_pose", "angles", "betas", "transl", "joints", "uv",
+                                           "residual_px")}
+    atomic_write(previous, lambda f: np.savez(f, source_index=sources, grabcut=settings.grabcut, **arrays))
     summary = {"source": str(source), "out": str(out), "frames": len(frames), "kept": len(kept),
                "train": n_train, "held_out": len(kept) - n_train, "dropped": dict(+dropped),
                "camera": {"focal_px": focal, "principal_px": list(principal), "width": width, "height": height,

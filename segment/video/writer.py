@@ -102,9 +102,9 @@ def _rounded(array, digits: int) -> list:
 
 def write_capture(root: str | Path, frames: list[VideoFrame], *, faces: np.ndarray, betas: np.ndarray,
                   hands_mean: np.ndarray, hand: str, focal: float, principal: tuple[float, float], width: int,
-                  height: int, grabcut: bool = True, progress: bool = True) -> None:
-    """Write images, masks and the four annotation files of the split under `root` (existing images and masks are
-    kept, annotations replaced).
+                  height: int, grabcut: bool = True, overwrite_masks: bool = False, progress: bool = True) -> None:
+    """Write images, masks and the four annotation files of the split under `root` (existing images are kept,
+    existing masks too unless overwrite_masks, annotations are replaced).
 
     Args:
         faces: (F, 3) faces of the fitted vertices.
@@ -123,7 +123,7 @@ def write_capture(root: str | Path, frames: list[VideoFrame], *, faces: np.ndarr
         file_name = image_file_name(CAPTURE, seq, CAMERA, f.source_index)
         _link_or_copy(f.image, tree_path(root, IMAGE_TREE, SPLIT, file_name))
         mask_path = tree_path(root, MASK_TREE, SPLIT, file_name, ".png")
-        if not mask_path.is_file():
+        if overwrite_masks or not mask_path.is_file():
             mask = fill_triangles(f.uv, faces, width, height)
             if grabcut:
                 band = max(4, round(BAND_FRACTION * float(np.hypot(*(f.uv.max(0) - f.uv.min(0))))))
