@@ -3,19 +3,15 @@ file://: at two poses of the clip and a known camera, its silhouette matches an 
 posed surface (IoU >= 0.95), and its albedo look shows the avatar's albedo field at the hit points (PSNR reported)."""
 
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from smplx.config import load_config
 from smplx.raycast import EmbreeMesh
-from handavatar.cameras import look_at
 from handavatar.export.__main__ import main as export_main
-from handavatar.export.viewer import VIEWER_DIST
+from handavatar.export.viewer import VIEWER_DIST, find_chromium, front_camera, screenshot
 from handavatar.poses import freepose_angles, freepose_poses
 from handavatar.render.anchors import AnchorIndex
 from handavatar.run import load_avatar
@@ -26,21 +22,10 @@ SIZE = 160  # px, square window
 
 
 def chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    found = find_chromium()
     if (found is None or not (VIEWER_DIST / "viewer.js").is_file()) and os.environ.get("CI"):
         pytest.fail("CI: chromium or the built viewer (make viewer) is missing; .ci/run installs both")
     return found if (VIEWER_DIST / "viewer.js").is_file() else None
-
-
-def screenshot(browser: str, page, query: str, out) -> np.ndarray:
-    """(SIZE, SIZE, 3) uint8 screenshot of page?query, after up to 20 s of the page's (virtual) time."""
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-                    "--enable-unsafe-swiftshader", "--hide-scrollbars", f"--window-size={SIZE},{SIZE}",
-                    "--virtual-time-budget=20000", f"--screenshot={out}", f"{page.as_uri()}?{query}"],
-                   check=True, capture_output=True, timeout=120)
-    image = np.asarray(Image.open(out).convert("RGB"))
-    assert image.shape == (SIZE, SIZE, 3), image.shape
-    return image
 
 
 def pixel_rays(K: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -73,16 +58,10 @@ def test_viewer_matches_our_surface_and_albedo(page, frame, tmp_path):
         posed = avatar.pose(torch.tensor(orients[frame:frame + 1]).float(),
                             torch.tensor(poses[frame:frame + 1]).float())
     vertices = posed.vertices[0].double().numpy()  # model frame, dm
-    target = (vertices.min(0) + vertices.max(0)) / 2
-    centre = target + np.array([0.6, -0.8, -6.0])  # in front of the hand, a little off-axis
-    R = look_at(centre, target, np.array([0.0, 1.0, 0.0]))
-    K = np.array([[SIZE * 2.6, 0, (SIZE - 1) / 2 + 3.0], [0, SIZE * 2.6, (SIZE - 1) / 2 - 2.0], [0, 0, 1]])
-    query = "&".join([
-        "ui=0", "layer=albedo", f"time={frame / config.run.fps}",
-        "K=" + ",".join(f"{x:.6f}" for x in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])),
-        "R=" + ",".join(f"{x:.9f}" for x in R.reshape(-1)), "C=" + ",".join(f"{x:.9f}" for x in centre)])
-    shot = screenshot(browser, index, query, tmp_path / "shot.png")
-    Image.fromarray(shot).save(tmp_path / "keep.png")
+    camera = front_camera(vertices, SIZE)
+    shot = screenshot(browser, index, camera, tmp_path / "shot.png", time=frame / config.run.fps)
+    assert shot.shape == (SIZE, SIZE, 3), shot.shape
+    K, R, centre = camera.K, camera.R, camera.centre
 
     directions = pixel_rays(K, R)
     faces = avatar.hand.output_faces.numpy()

@@ -16,11 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from smplx.config import load_config, resolve_device
-from handavatar.export.avatar import clip_motion, export_avatar
+from handavatar.export.avatar import clip_motion, export_avatar, load_export_avatar
 from handavatar.export.viewer import write_viewer
-from handavatar.run import load_avatar
-from handavatar.train import DEFAULTS, AvatarConfig
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -58,15 +55,7 @@ def export(argv: list[str] | None = None) -> None:
     _writable(args.out, "--out")
     if args.viewer:
         _writable(args.viewer, "--viewer")
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist: train the avatar first "
-                                "(scripts/train_hand.sh) or give the path of its latest.tar")
-    config_file = args.config or args.checkpoint.parent / "config.yaml"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"no config {config_file} beside the checkpoint: pass --config with the experiment "
-                                "YAML the avatar was trained with")
-    config = load_config(AvatarConfig, [DEFAULTS, config_file], [*args.overrides, f"run.ckpt={args.checkpoint}"])
-    avatar, path, iteration = load_avatar(config, resolve_device(config.device))
+    avatar, config, path, iteration = load_export_avatar(args.checkpoint, args.config, args.overrides)
     poses = clip_motion(avatar, args.motion, config.run.joint_rot, config.run.frames)
     report = export_avatar(avatar, args.out, poses=poses, texture=args.texture, fps=args.fps or config.run.fps)
     e = report.error

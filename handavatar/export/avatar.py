@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import trimesh
 
+from smplx.config import load_config, resolve_device
 from smplx.fileio import atomic_write
 from handavatar.export.bake import bake_albedo, uv_atlas
 from handavatar.export.gltf import Clip, GlbMesh, glb_bytes
@@ -21,8 +22,10 @@ from handavatar.export.rig import (RigError, avatar_rig, dense_weights, local_ro
                                    root_translation, truncate_weights)
 from handavatar.model import HandAvatar
 from handavatar.poses import Motion, freepose_angles, freepose_poses, load_motion_file
+from handavatar.run import load_avatar
+from handavatar.train import DEFAULTS, AvatarConfig
 
-__all__ = ["ExportReport", "export_avatar", "clip_motion"]
+__all__ = ["ExportReport", "clip_motion", "export_avatar", "load_export_avatar"]
 
 
 @dataclass
@@ -37,6 +40,27 @@ class ExportReport:
     frames: int
     texture: int  # texture side, px
     error: RigError  # the exported rig's vertex error over the clip's poses
+
+
+def load_export_avatar(checkpoint: Path, config_file: Path | None, overrides: list[str]
+                       ) -> tuple[HandAvatar, AvatarConfig, Path, int]:
+    """The trained avatar of `checkpoint`, rebuilt from the config it was trained with (`config_file`, default
+    config.yaml beside it) and `key.sub=value` overrides; with its config, path and iteration.
+
+    Raises:
+        FileNotFoundError: no checkpoint or no config. ValueError: not an avatar checkpoint, or one of another
+            configuration (handavatar.run.load_avatar names the tensors and keys).
+    """
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist: train the avatar first "
+                                "(scripts/train_hand.sh) or give the path of its latest.tar")
+    config_file = config_file or checkpoint.parent / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"no config {config_file} beside the checkpoint: pass --config with the experiment "
+                                "YAML the avatar was trained with")
+    config = load_config(AvatarConfig, [DEFAULTS, config_file], [*overrides, f"run.ckpt={checkpoint}"])
+    avatar, path, iteration = load_avatar(config, resolve_device(config.device))
+    return avatar, config, path, iteration
 
 
 def clip_motion(avatar: HandAvatar, motion: str, joint_rot: dict, frames: int) -> Motion:

@@ -1,16 +1,22 @@
 """The web viewer next to an exported asset: the page that `npm run build` bundles into viewer/dist/ (three.js
 included, so it works offline), the .glb, and the .glb again as base64 in avatar.glb.js, which a page opened from
-file:// can load (browsers refuse to fetch files there)."""
+file:// can load (browsers refuse to fetch files there); and the page's screenshot in headless Chromium from a known
+camera, for the tests and the figures."""
 
 from __future__ import annotations
 
 import base64
 import shutil
+import subprocess
 from pathlib import Path
 
-from smplx.fileio import atomic_write
+import numpy as np
+from PIL import Image
 
-__all__ = ["VIEWER_DIST", "write_viewer"]
+from smplx.fileio import atomic_write
+from handavatar.cameras import Camera, look_at
+
+__all__ = ["VIEWER_DIST", "find_chromium", "front_camera", "screenshot", "write_viewer"]
 
 VIEWER_DIST = Path(__file__).resolve().parents[2] / "viewer" / "dist"
 """The built page (make viewer)."""
@@ -40,3 +46,42 @@ def write_viewer(folder: Path, asset: Path) -> Path:
     script = b"window.HAND_AVATAR_GLB = \"" + base64.b64encode(data) + b"\";\n"
     atomic_write(folder / "avatar.glb.js", lambda f: f.write(script))
     return folder / "index.html"
+
+
+def find_chromium() -> str | None:
+    """The Chromium executable on PATH (Debian's `chromium`), or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def front_camera(vertices: np.ndarray, size: int, *, offset=(0.6, -0.8, -6.0), focal: float = 2.6) -> Camera:
+    """A camera in front of a posed hand (x right, y down, looking along +z like a capture camera), aimed at the
+    centre of its box from `offset` (dm) away, focal length `focal` x size px, principal point a few px off centre.
+
+    Args:
+        vertices: (V, 3) posed vertices, model frame, dm.
+    """
+    target = (vertices.min(0) + vertices.max(0)) / 2
+    centre = target + np.asarray(offset, dtype=float)
+    K = np.array([[focal * size, 0, (size - 1) / 2 + 3.0], [0, focal * size, (size - 1) / 2 - 2.0], [0, 0, 1]])
+    return Camera(K=K, R=look_at(centre, target, np.array([0.0, 1.0, 0.0])), centre=centre, size=size)
+
+
+def screenshot(browser: str, page: Path, camera: Camera, out: Path, *, time: float, layer: str = "albedo"
+               ) -> np.ndarray:
+    """(size, size, 3) uint8 screenshot of the viewer `page` (from file://, buttons hidden) showing the clip at
+    `time` seconds in `layer` ('albedo' or 'shaded') through `camera`, after up to 20 s of the page's virtual time.
+
+    Raises:
+        subprocess.CalledProcessError: Chromium failed (its stderr is in the exception).
+    """
+    K = camera.K
+    query = "&".join([
+        "ui=0", f"layer={layer}", f"time={time}",
+        "K=" + ",".join(f"{x:.6f}" for x in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])),
+        "R=" + ",".join(f"{x:.9f}" for x in camera.R.reshape(-1)),
+        "C=" + ",".join(f"{x:.9f}" for x in camera.centre)])
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
+                    "--enable-unsafe-swiftshader", "--hide-scrollbars", f"--window-size={camera.size},{camera.size}",
+                    "--virtual-time-budget=20000", f"--screenshot={out}", f"{page.resolve().as_uri()}?{query}"],
+                   check=True, capture_output=True, timeout=120)
+    return np.asarray(Image.open(out).convert("RGB"))
