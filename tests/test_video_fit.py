@@ -19,7 +19,7 @@ from segment.video.fit import FitSettings, angles_to_pose_torch, fit_hand
 from segment.video.frames import PHONE_FOV_DEG, VideoError, extract_frames, intrinsics, split_train_eval
 from segment.video.keypoints import Keypoints
 from segment.video.metrics import mpjpe, pa_mpjpe, procrustes_align
-from segment.video.prepare import _select
+from segment.video.prepare import _select, prepare_video
 from segment.video.writer import CAMERA, CAPTURE, EVAL_SEQ, SPLIT, TRAIN_SEQ, VideoFrame, write_capture
 
 
@@ -84,6 +84,12 @@ def test_extract_frames_every_max_and_errors(tmp_path):
     (folder / "img5.png").write_bytes(b"truncated")
     frames, _, unreadable = extract_frames(folder, tmp_path / "h", progress=False)
     assert [f.source_index for f in frames] == [0, 1, 3] and unreadable == 1  # img1, img2, (img5), img10
+
+
+def test_a_short_video_is_refused_before_any_work(tmp_path):
+    _write_video(tmp_path / "short.avi", 3)
+    with pytest.raises(VideoError, match="gave 3 frames.*at least 5"):
+        prepare_video(tmp_path / "short.avi", tmp_path / "out", progress=False)
 
 
 def _true_joints(root, camera):

@@ -56,21 +56,28 @@ def test_prepare_a_video_file(extra, synthetic_capture, tmp_path):
     paths, _ = _clip(synthetic_capture)
     video = tmp_path / "hand.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (334, 512))
-    for path in paths + [paths[-1]] * 2:  # 9 frames, the last two held out
+    for path in paths:  # 7 frames with the hand
         writer.write(cv2.imread(str(path)))
+    for shift in (200, 240):  # the hand leaving the frame on the right
+        writer.write(cv2.warpAffine(cv2.imread(str(paths[-1])), np.float32([[1, 0, shift], [0, 1, 0]]), (334, 512)))
     writer.write(np.full((512, 334, 3), 20, np.uint8))  # and a frame without a hand
     writer.release()
     out = tmp_path / "mine"
     summary = prepare_video(video, out, PrepareSettings(focal=1200.0, eval_fraction=0.2), progress=False)
     assert summary["frames"] == 10 and summary["dropped"]["no hand found"] >= 1
+    assert summary["kept"] <= 7 and summary["kept"] + sum(summary["dropped"].values()) == 10  # every frame counted
     annotations = SplitAnnotations(out, SPLIT)
     train, rejected = annotations.frames(Subject(SPLIT, CAPTURE, TRAIN_SEQ, CAMERA))
     held, _ = annotations.frames(Subject(SPLIT, CAPTURE, EVAL_SEQ, CAMERA))
     assert len(train) == summary["train"] >= 5 and len(held) == summary["held_out"] and not rejected
     assert all(tree_path(out, "masks_removeblack", SPLIT, r.file_name, ".png").is_file() for r in train + held)
-    with pytest.raises(VideoError, match="--hand left"):  # a mirrored right hand is a left hand
-        frames = tmp_path / "mirrored"
-        frames.mkdir()
-        for k, path in enumerate(paths):
-            cv2.imwrite(str(frames / f"{k}.jpg"), cv2.imread(str(path))[:, ::-1])
+    frames = tmp_path / "mirrored"  # a mirrored right hand is a left hand
+    frames.mkdir()
+    for k, path in enumerate(paths):
+        cv2.imwrite(str(frames / f"{k}.jpg"), cv2.imread(str(path))[:, ::-1])
+    with pytest.raises(VideoError, match="--hand left"):
         prepare_video(frames, tmp_path / "other", PrepareSettings(focal=1200.0), progress=False)
+    left = prepare_video(frames, tmp_path / "left", PrepareSettings(hand="left", focal=1200.0), progress=False)
+    records, rejected = SplitAnnotations(tmp_path / "left", SPLIT).frames(Subject(SPLIT, CAPTURE, TRAIN_SEQ, CAMERA),
+                                                                          "left")
+    assert len(records) == left["train"] >= 5 and not rejected and left["model"].endswith("open_hand")
