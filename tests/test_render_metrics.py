@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from handavatar.metrics import psnr, ssim
+from handavatar.metrics import psnr, ssim, ssim_map
 from handavatar.render import composite, part_box_intervals, sample_depths, sample_in_intervals
 
 
@@ -102,6 +102,17 @@ def test_masked_metrics_match_a_hand_computation(seed):
     want = full[centres].mean()
     got = ssim(torch.tensor(pred), torch.tensor(target), torch.tensor(mask)).item()
     assert got == pytest.approx(want, rel=1e-7)
+    window_map = ssim_map(torch.tensor(pred), torch.tensor(target)).permute(1, 2, 0).numpy()  # its defaults
+    np.testing.assert_allclose(window_map, full[5:-5, 5:-5], rtol=0, atol=1e-12)
+    # a batch gives each image's own values (with its own mask)
+    preds, targets = torch.tensor(np.stack([pred, target])), torch.tensor(np.stack([target, target]))
+    masks = torch.tensor(np.stack([mask, ~mask]))
+    batched = [psnr(preds, targets), psnr(preds, targets, masks), ssim(preds, targets, masks)]
+    single = [[psnr(preds[i], targets[i]), psnr(preds[i], targets[i], masks[i]), ssim(preds[i], targets[i], masks[i])]
+              for i in range(2)]
+    for k, values in enumerate(batched):
+        assert values.shape == (2,)
+        torch.testing.assert_close(values, torch.stack([single[0][k], single[1][k]]), rtol=1e-12, atol=0)
 
 
 def _random_boxes(k, seed):
