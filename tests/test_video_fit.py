@@ -159,8 +159,8 @@ def _keypoints(hands):
 
 
 def test_select_counts_drops_and_refuses_the_other_hand():
-    keep, dropped = _select(_keypoints(["right"] * 6 + ["", "left"]), "right", 8)
-    assert keep.sum() == 6 and dropped["no hand found"] == 1 and dropped["a left hand, not the right one"] == 1
+    keep, dropped, relabelled = _select(_keypoints(["right"] * 6 + ["", "left"]), "right", 8)
+    assert keep.sum() == 7 and dropped["no hand found"] == 1 and relabelled == 1  # a minority label is kept
     with pytest.raises(VideoError, match="--hand left"):
         _select(_keypoints(["left"] * 6 + ["right"]), "right", 7)
     with pytest.raises(VideoError, match="at least 5"):

@@ -66,12 +66,13 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
                                                              eval_fraction=held_out), progress=progress)
 
     keypoints = load_keypoints(out / "video" / "keypoints.npz", len(records))
-    fitted = np.load(out / "video" / "fit.npz")
+    with np.load(out / "video" / "fit.npz") as stored:
+        fitted = dict(stored)
     order = list(MEDIAPIPE_TO_MANO)
     true_cam = np.stack([world_to_camera(r.world_joints[list(INTERHAND_TO_MANO)], r.camrot, r.campos)
                          for r in records])  # (N, 21, 3) mm, MANO order
     true_uv = np.stack([project(j, r.K) for j, r in zip(true_cam, records)])[:, order]
-    found = keypoints.found & (keypoints.handedness == hand)
+    found = keypoints.found
     landmark_px = pixel_error(keypoints.uv[found], true_uv[found])  # (F, 21)
     rows = fitted["source_index"]
     fit_uv = np.stack([project(1000 * fitted["joints"][k], records[i].K) for k, i in enumerate(rows)])[:, order]
@@ -87,7 +88,8 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
                               cv2.IMREAD_GRAYSCALE)
             ious.append(mask_iou(ours > 0, true > 0))
     result = {
-        "frames": len(records), "detection_rate": float(found.mean()), "kept": summary["kept"],
+        "frames": len(records), "detection_rate": float(found.mean()),
+        "labelled_other_hand": int((found & (keypoints.handedness != hand)).sum()), "kept": summary["kept"],
         "dropped": summary["dropped"],
         "keypoint_px_median": float(np.median(landmark_px)),
         "keypoint_px_median_by_landmark": dict(zip(MEDIAPIPE_NAMES, np.median(landmark_px, 0).round(1).tolist())),

@@ -51,22 +51,21 @@ class PrepareSettings:
     grabcut: bool = True
 
 
-def _select(keypoints, hand: str, count: int) -> tuple[np.ndarray, Counter]:
-    """Frames with a hand of the wanted side; raises VideoError when the video shows the other hand."""
-    dropped: Counter = Counter()
+def _select(keypoints, hand: str, count: int) -> tuple[np.ndarray, Counter, int]:
+    """Frames with a hand, the count of frames dropped by reason, and how many of the kept frames mediapipe labelled
+    the other side (the video shows one hand, so a minority of such labels are its mistakes: those frames are kept
+    and the fit's residual check judges them). Raises VideoError when most labels say the other hand."""
     found = keypoints.found
-    dropped["no hand found"] = int((~found).sum())
+    dropped: Counter = Counter({"no hand found": int((~found).sum())})
     other = found & (keypoints.handedness != hand)
     if found.sum() and other.sum() > 0.5 * found.sum():
         side = "left" if hand == "right" else "right"
         raise VideoError(f"the video shows a {side} hand ({int(other.sum())} of {int(found.sum())} frames with a "
                          f"hand), but --hand is {hand}; run again with --hand {side}")
-    dropped[f"a {'left' if hand == 'right' else 'right'} hand, not the {hand} one"] = int(other.sum())
-    keep = found & ~other
-    if keep.sum() < MIN_TRAIN_FRAMES:
-        raise VideoError(f"a {hand} hand was found in {int(keep.sum())} of {count} frames; at least "
-                         f"{MIN_TRAIN_FRAMES} are needed. Film the whole hand in view for longer, or lower --every")
-    return keep, dropped
+    if found.sum() < MIN_TRAIN_FRAMES:
+        raise VideoError(f"a hand was found in {int(found.sum())} of {count} frames; at least {MIN_TRAIN_FRAMES} are "
+                         "needed. Film the whole hand in view for longer, or lower --every")
+    return found, dropped, int(other.sum())
 
 
 def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings = PrepareSettings(), *,
@@ -96,7 +95,7 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
     clock = time.perf_counter()
     keypoints = detect_keypoints([f.path for f in frames], work / "keypoints.npz")
     timings["keypoints"] = time.perf_counter() - clock
-    keep, dropped = _select(keypoints, settings.hand, len(frames))
+    keep, dropped, relabelled = _select(keypoints, settings.hand, len(frames))
     dropped["unreadable image"] = unreadable
     held_out = split_train_eval(len(frames), settings.eval_fraction)
 
@@ -144,6 +143,7 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
     atomic_write(previous, lambda f: np.savez(f, source_index=sources, grabcut=settings.grabcut, **arrays))
     summary = {"source": str(source), "out": str(out), "frames": len(frames), "kept": len(kept),
                "train": n_train, "held_out": len(kept) - n_train, "dropped": dict(+dropped),
+               "labelled_other_hand_kept": relabelled,
                "camera": {"focal_px": focal, "principal_px": list(principal), "width": width, "height": height,
                           "note": camera_text},
                "hand": settings.hand, "model": model.source, "seconds": timings,
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
     print(f"camera: {summary['camera']['note']}")
     print(f"{summary['frames']} frames: kept {summary['kept']} ({summary['train']} training, {summary['held_out']} "
-          f"held out); dropped {summary['dropped'] or 'none'}")
+          f"held out); dropped {summary['dropped'] or 'none'}; {summary['labelled_other_hand_kept']} kept frames were "
+          "labelled the other hand by mediapipe")
     print(f"fit: median reprojection error {summary['residual_px_median']:.1f} px; {seconds}")
     print(f"wrote {summary['out']}/ (annotations/, InterHand2.6M_5fps_batch1/{{images,masks_removeblack}}/, "
           f"video/prepare.json); train with data.root={summary['out']}")
