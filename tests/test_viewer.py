@@ -11,7 +11,8 @@ import torch
 from smplx.config import load_config
 from smplx.raycast import EmbreeMesh
 from handavatar.export.__main__ import main as export_main
-from handavatar.export.viewer import VIEWER_DIST, find_chromium, front_camera, screenshot
+from handavatar.export.browser import Chromium, find_chromium
+from handavatar.export.viewer import VIEWER_DIST, front_camera, screenshot
 from handavatar.poses import freepose_angles, freepose_poses
 from handavatar.render.anchors import AnchorIndex
 from handavatar.run import load_avatar
@@ -46,11 +47,12 @@ def page(tmp_path_factory):
     export_main(["--checkpoint", str(latest), "--out", str(work / "avatar.glb"), "--texture", "256",
                  "--viewer", str(folder)])
     config = load_config(AvatarConfig, [DEFAULTS, latest.parent / "config.yaml"], [f"run.ckpt={latest}"])
-    return browser, folder / "index.html", load_avatar(config, torch.device("cpu"))[0], config
+    with Chromium(browser) as session:
+        yield session, folder / "index.html", load_avatar(config, torch.device("cpu"))[0], config
 
 
 @pytest.mark.parametrize("frame", [0, 4])
-def test_viewer_matches_our_surface_and_albedo(page, frame, tmp_path):
+def test_viewer_matches_our_surface_and_albedo(page, frame):
     browser, index, avatar, config = page
     orients, poses = freepose_poses(freepose_angles(config.run.joint_rot, config.run.frames),
                                     avatar.hand.pose_frames(), np.zeros(3))
@@ -59,7 +61,7 @@ def test_viewer_matches_our_surface_and_albedo(page, frame, tmp_path):
                             torch.tensor(poses[frame:frame + 1]).float())
     vertices = posed.vertices[0].double().numpy()  # model frame, dm
     camera = front_camera(vertices, SIZE)
-    shot = screenshot(browser, index, camera, tmp_path / "shot.png", time=frame / config.run.fps)
+    shot = screenshot(browser, index, camera, time=frame / config.run.fps)
     assert shot.shape == (SIZE, SIZE, 3), shot.shape
     K, R, centre = camera.K, camera.R, camera.centre
 

@@ -16,16 +16,16 @@ import trimesh
 
 from smplx.config import load_config, resolve_device
 from smplx.fileio import atomic_write
-from handavatar.export.bake import bake_albedo, uv_atlas
+from handavatar.export.bake import UVAtlas, bake_albedo, uv_atlas
 from handavatar.export.gltf import Clip, GlbMesh, glb_bytes
-from handavatar.export.rig import (RigError, avatar_rig, dense_weights, local_rotations, pose_sequence_error,
+from handavatar.export.rig import (Rig, RigError, avatar_rig, dense_weights, local_rotations, pose_sequence_error,
                                    root_translation, truncate_weights)
 from handavatar.model import HandAvatar
 from handavatar.poses import Motion, freepose_angles, freepose_poses, load_motion_file
 from handavatar.run import load_avatar
 from handavatar.train import DEFAULTS, AvatarConfig
 
-__all__ = ["ExportReport", "clip_motion", "export_avatar", "load_export_avatar"]
+__all__ = ["BakedAvatar", "ExportReport", "bake_avatar", "clip_motion", "export_avatar", "load_export_avatar"]
 
 
 @dataclass
@@ -86,6 +86,27 @@ def _texture_png(image: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+@dataclass
+class BakedAvatar:
+    """The exported surface: the rig, its UV atlas, the 4 strongest weights and the albedo texture."""
+
+    rig: Rig
+    atlas: UVAtlas
+    joint_ids: np.ndarray  # (V, 4) per rig vertex
+    weights: np.ndarray  # (V, 4) float32
+    texture: np.ndarray  # (size, size, 3) uint8 albedo
+
+
+def bake_avatar(avatar: HandAvatar, texture: int) -> BakedAvatar:
+    """Rig, atlas, truncated weights and the baked albedo of a `texture` x `texture` px texture."""
+    if texture < 16:
+        raise ValueError(f"--texture {texture} is too small: give a side of at least 16 px (e.g. 1024)")
+    rig = avatar_rig(avatar)
+    atlas = uv_atlas(rig.vertices, rig.faces, size=texture)
+    ids, weights = truncate_weights(rig.weights)
+    return BakedAvatar(rig, atlas, ids, weights, bake_albedo(avatar, atlas, size=texture))
+
+
 def export_avatar(avatar: HandAvatar, path: Path, *, poses: Motion, texture: int = 1024, fps: float = 15.0
                   ) -> ExportReport:
     """Write the avatar as a .glb at `path` (atomically) and measure what the 4-weight rig loses over `poses`.
@@ -94,17 +115,13 @@ def export_avatar(avatar: HandAvatar, path: Path, *, poses: Motion, texture: int
         poses: the clip's N poses (global rotation and hand pose, axis-angle, radians, as the avatar takes them).
         texture: side of the albedo texture, px. fps: frames per second of the clip.
     """
-    if texture < 16:
-        raise ValueError(f"--texture {texture} is too small: give a side of at least 16 px (e.g. 1024)")
     start = time.perf_counter()
-    rig = avatar_rig(avatar)
-    atlas = uv_atlas(rig.vertices, rig.faces, size=texture)
-    ids, weights = truncate_weights(rig.weights)
+    baked = bake_avatar(avatar, texture)
+    rig, atlas, ids, weights = baked.rig, baked.atlas, baked.joint_ids, baked.weights
     normals = trimesh.Trimesh(rig.vertices, rig.faces, process=False).vertex_normals
-    image = bake_albedo(avatar, atlas, size=texture)
     mesh = GlbMesh(positions=rig.vertices[atlas.vertex_map], normals=normals[atlas.vertex_map], uvs=atlas.uvs,
                    faces=atlas.faces, joint_ids=ids[atlas.vertex_map], weights=weights[atlas.vertex_map],
-                   rest_joints=rig.joints, texture_png=_texture_png(image))
+                   rest_joints=rig.joints, texture_png=_texture_png(baked.texture))
     rotations = local_rotations(poses.global_orient, poses.hand_pose, rig.pose_mean)
     clip = Clip(times=np.arange(len(poses)) / fps, rotations=rotations, wrist=root_translation(rig, rotations[:, 0]),
                 name=Path(poses.source).stem)

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from smplx.fileio import atomic_write
 from handavatar.cameras import Camera, look_at
+from handavatar.export.browser import Chromium
 
-__all__ = ["VIEWER_DIST", "find_chromium", "front_camera", "screenshot", "write_viewer"]
+__all__ = ["VIEWER_DIST", "front_camera", "screenshot", "write_viewer"]
 
 VIEWER_DIST = Path(__file__).resolve().parents[2] / "viewer" / "dist"
 """The built page (make viewer)."""
@@ -48,11 +47,6 @@ def write_viewer(folder: Path, asset: Path) -> Path:
     return folder / "index.html"
 
 
-def find_chromium() -> str | None:
-    """The Chromium executable on PATH (Debian's `chromium`), or None."""
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def front_camera(vertices: np.ndarray, size: int, *, offset=(0.6, -0.8, -6.0), focal: float = 2.6) -> Camera:
     """A camera in front of a posed hand (x right, y down, looking along +z like a capture camera), aimed at the
     centre of its box from `offset` (dm) away, focal length `focal` x size px, principal point a few px off centre.
@@ -66,22 +60,13 @@ def front_camera(vertices: np.ndarray, size: int, *, offset=(0.6, -0.8, -6.0), f
     return Camera(K=K, R=look_at(centre, target, np.array([0.0, 1.0, 0.0])), centre=centre, size=size)
 
 
-def screenshot(browser: str, page: Path, camera: Camera, out: Path, *, time: float, layer: str = "albedo"
-               ) -> np.ndarray:
+def screenshot(browser: Chromium, page: Path, camera: Camera, *, time: float, layer: str = "albedo") -> np.ndarray:
     """(size, size, 3) uint8 screenshot of the viewer `page` (from file://, buttons hidden) showing the clip at
-    `time` seconds in `layer` ('albedo' or 'shaded') through `camera`, after up to 20 s of the page's virtual time.
-
-    Raises:
-        subprocess.CalledProcessError: Chromium failed (its stderr is in the exception).
-    """
+    `time` seconds in `layer` ('albedo' or 'shaded') through `camera`, once the page has drawn the model."""
     K = camera.K
     query = "&".join([
         "ui=0", f"layer={layer}", f"time={time}",
         "K=" + ",".join(f"{x:.6f}" for x in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])),
         "R=" + ",".join(f"{x:.9f}" for x in camera.R.reshape(-1)),
         "C=" + ",".join(f"{x:.9f}" for x in camera.centre)])
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-                    "--enable-unsafe-swiftshader", "--hide-scrollbars", f"--window-size={camera.size},{camera.size}",
-                    "--virtual-time-budget=20000", f"--screenshot={out}", f"{page.resolve().as_uri()}?{query}"],
-                   check=True, capture_output=True, timeout=120)
-    return np.asarray(Image.open(out).convert("RGB"))
+    return browser.screenshot(f"{page.resolve().as_uri()}?{query}", width=camera.size, height=camera.size)
