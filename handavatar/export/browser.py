@@ -9,6 +9,7 @@ no browser download. Debian's `chromium` package is enough.
 from __future__ import annotations
 
 import base64
+import fcntl
 import io
 import json
 import os
@@ -43,9 +44,12 @@ class Chromium:
         to_browser, self._write = os.pipe()
         self._read, from_browser = os.pipe()
 
-        def pipes():  # the browser reads commands on fd 3 and writes answers on fd 4
-            os.dup2(to_browser, 3)
-            os.dup2(from_browser, 4)
+        def pipes():
+            """In the child: the browser reads commands on fd 3 and writes answers on fd 4. Copied above 10 first,
+            so that dup2 makes inheritable copies even when a pipe already is fd 3 or 4 (close-on-exec there)."""
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_browser, from_browser)]
+            os.dup2(high[0], 3)
+            os.dup2(high[1], 4)
 
         self.process = subprocess.Popen(
             [executable, "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
