@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 from torch import Tensor
 from tqdm import tqdm
 
@@ -117,11 +118,6 @@ def _solve_translation(points: np.ndarray, uv: np.ndarray, weights: np.ndarray, 
     return np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
 
 
-def _rotvec(matrix: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-    return Rotation.from_matrix(matrix).as_rotvec()
-
-
 def _initial_rigid(layer: MANO, uv: np.ndarray, world: np.ndarray, weights: np.ndarray, focal: float,
                    principal: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame global rotation (N, 3) and translation (N, 3) m of the relaxed rest hand, from the palm's world
@@ -136,7 +132,7 @@ def _initial_rigid(layer: MANO, uv: np.ndarray, world: np.ndarray, weights: np.n
         rotation = _kabsch(rest[palm], world[k][palm])
         posed = (rest - root) @ rotation.T + root  # the model rotates about its wrist joint
         transls.append(_solve_translation(posed, uv[k], weights[k], focal, principal))
-        orients.append(_rotvec(rotation))
+        orients.append(Rotation.from_matrix(rotation).as_rotvec())
     return np.array(orients), np.array(transls)
 
 

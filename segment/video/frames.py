@@ -102,7 +102,7 @@ def extract_frames(source: str | Path, folder: str | Path, *, every: int = 1, ma
         path = folder / f"frame{index:06d}.jpg"
         if not path.is_file():
             image = bgr if scale == 1.0 else cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
-            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
             atomic_write(path, lambda f, data=encoded: f.write(data.tobytes()))
         out.append(FrameFile(index, path, width, height))
         bar.update()

@@ -130,7 +130,7 @@ def write_capture(root: str | Path, frames: list[VideoFrame], *, faces: np.ndarr
             if grabcut:
                 band = max(4, round(BAND_FRACTION * float(np.hypot(*(f.uv.max(0) - f.uv.min(0))))))
                 mask = refine_mask(mask, cv2.imread(str(f.image), cv2.IMREAD_COLOR), band_px=band)
-            ok, encoded = cv2.imencode(".png", np.repeat(mask[..., None], 3, axis=2))
+            encoded = cv2.imencode(".png", np.repeat(mask[..., None], 3, axis=2))[1]
             atomic_write(mask_path, lambda out, data=encoded: out.write(data.tobytes()))
         (x0, y0), (x1, y1) = f.uv.min(0), f.uv.max(0)
         index = len(images)
