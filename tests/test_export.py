@@ -274,3 +274,10 @@ def test_bad_input_gives_clear_errors(exported, tmp_path, capsys):
     assert "'hand_pose' must be (N, 45)" in error_of("--checkpoint", str(latest), "--out", out, "--motion",
                                                       str(motion))
     assert not Path(out).exists()
+
+
+def test_run_hand_script_has_an_export_mode(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "run_hand.sh"
+    result = subprocess.run(["bash", str(script), "export", "--checkpoint", str(tmp_path / "none.tar"), "--out",
+                             str(tmp_path / "a.glb")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "error: --checkpoint" in result.stderr, result.stderr
