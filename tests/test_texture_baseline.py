@@ -112,6 +112,10 @@ def test_unseen_vertices_take_their_neighbours_colour():
     filled = colours.filled(faces)
     np.testing.assert_allclose(filled[1], [0.5, 0, 0.5])  # 1 touches 0 and 3
     np.testing.assert_allclose(filled[4], [0, 0, 1.0])  # 4 touches 3 (and 2, which is only filled in this ring)
+    island = np.concatenate([faces, [[5, 6, 7]]])  # a triangle no seen vertex connects to: the mean of the seen
+    colours = VertexColours(total=np.concatenate([colours.total, np.zeros((3, 3))]),
+                            count=np.concatenate([colours.count, [0, 0, 0]]))
+    np.testing.assert_allclose(colours.filled(island)[5:], np.tile([0.5, 0, 0.5], (3, 1)))
     with pytest.raises(ValueError, match="no training frame"):
         VertexColours.empty(5).filled(faces)
 

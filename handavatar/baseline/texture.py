@@ -97,7 +97,8 @@ class VertexColours:
     def empty(cls, num_vertices: int) -> VertexColours:
         return cls(np.zeros((num_vertices, 3)), np.zeros(num_vertices, np.int64))
 
-    def seen(self, vertices: np.ndarray, faces: np.ndarray, Th: np.ndarray, K: np.ndarray, mask: np.ndarray
+    @staticmethod
+    def seen(vertices: np.ndarray, faces: np.ndarray, Th: np.ndarray, K: np.ndarray, mask: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
         """Which vertices one frame sees, and where.
 
@@ -148,7 +149,7 @@ class VertexColours:
         while not known.all():
             flow = known[edges[:, 0]] & ~known[edges[:, 1]]
             if not flow.any():  # a part no seen vertex connects to: the mean of all that were seen
-                colours[~known] = colours[known].mean(0)
+                colours[~known] = colours[self.count > 0].mean(0)
                 break
             sums, counts = np.zeros_like(colours), np.zeros(len(colours))
             np.add.at(sums, edges[flow, 1], colours[edges[flow, 0]])
