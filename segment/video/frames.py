@@ -84,9 +84,10 @@ def extract_frames(source: str | Path, folder: str | Path, *, every: int = 1, ma
         raise VideoError("--every and --max-frames must be at least 1, --max-side at least 16")
     source, folder = Path(source), Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out, scale, size, unreadable = [], 1.0, None, 0
-    bar = tqdm(desc="frames", unit="frame", total=max_frames, disable=not progress)
+    out, scale, size, unreadable, bar = [], 1.0, None, 0, None
     for index, bgr in _source_frames(source):
+        if bar is None:  # after the source opened: an unreadable one fails without a progress bar
+            bar = tqdm(desc="frames", unit="frame", total=max_frames, disable=not progress)
         if index % every:
             continue
         if bgr is None:
@@ -108,7 +109,8 @@ def extract_frames(source: str | Path, folder: str | Path, *, every: int = 1, ma
         bar.update()
         if max_frames is not None and len(out) >= max_frames:
             break
-    bar.close()
+    if bar is not None:
+        bar.close()
     return out, scale, unreadable
 
 
