@@ -127,7 +127,9 @@ function show(gltf) {
     action = mixer.clipAction(clip);
     action.play();
     document.getElementById("clip").textContent = `${clip.name}: ${clip.duration.toFixed(2)} s`;
-    if (!playing) {
+    if (!playing) { // a fixed time: played once and held, so that the clip's end does not wrap to its start
+      action.setLoop(THREE.LoopOnce, 1);
+      action.clampWhenFinished = true;
       mixer.setTime(Number(params.get("time")));
       document.getElementById("play").textContent = "play";
     }
