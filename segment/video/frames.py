@@ -83,11 +83,11 @@ def extract_frames(source: str | Path, folder: str | Path, *, every: int = 1, ma
     if every < 1 or (max_frames is not None and max_frames < 1) or max_side < 16:
         raise VideoError("--every and --max-frames must be at least 1, --max-side at least 16")
     source, folder = Path(source), Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     out, scale, size, unreadable, bar = [], 1.0, None, 0, None
     for index, bgr in _source_frames(source):
-        if bar is None:  # after the source opened: an unreadable one fails without a progress bar
+        if bar is None:  # after the source opened: an unreadable one fails before any output
             bar = tqdm(desc="frames", unit="frame", total=max_frames, disable=not progress)
+            folder.mkdir(parents=True, exist_ok=True)
         if index % every:
             continue
         if bgr is None:
