@@ -82,6 +82,36 @@ def test_point_silhouette_weights_and_union():
     assert s2[10, 11] == pytest.approx(1 - (1 - 8 / 9) * (1 - 8 / 9))  # 1 - prod(1 - alpha)
 
 
+def test_point_silhouette_matches_a_per_pixel_loop():
+    """A batch of two clouds with points on the image border, partly off it, and behind the camera, against a loop
+    over pixels and points: every pixel's 1 - prod(1 - alpha) over the points in front of the camera within reach."""
+    g = torch.Generator().manual_seed(0)
+    size, radius = 12, 2.5
+    K = torch.tensor([[[12.0, 0, 5.5], [0, 12.0, 5.5], [0, 0, 1]], [[9.0, 0, 6.0], [0, 9.0, 5.0], [0, 0, 1]]],
+                     dtype=torch.float64)
+    xy = (torch.rand(2, 30, 2, generator=g, dtype=torch.float64) - 0.5) * 1.4  # some project past the border
+    z = torch.rand(2, 30, 1, generator=g, dtype=torch.float64) + 0.8
+    z[:, :4] *= -1  # behind the camera
+    points = torch.cat([xy * z.abs(), z], -1)
+    points[0, 4] = torch.tensor([-5.5 / 12, -5.5 / 12, 1.0])  # exactly on pixel (0, 0)
+    points[1, 5] = torch.tensor([5.0 / 9, 6.0 / 9, 1.0])  # exactly on pixel (11, 11)
+    got = point_silhouette(points, K, size, radius=radius)
+    want = torch.zeros(2, size, size, dtype=torch.float64)
+    for b in range(2):
+        for y in range(size):
+            for x in range(size):
+                clear = 1.0
+                for p in points[b]:
+                    if p[2] <= 0:
+                        continue
+                    u, v, w = K[b] @ p
+                    d2 = (x - u / w) ** 2 + (y - v / w) ** 2
+                    clear *= 1 - min(max(1 - d2 / radius ** 2, 0.0), 1 - 1e-6)
+                want[b, y, x] = 1 - clear
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert want[0, 0, 0] > 0.99 and want[1, 11, 11] > 0.99 and (want == 0).any()
+
+
 def test_mask_dilation_square_and_disc():
     mask = torch.zeros(1, 15, 15)
     mask[0, 7, 7] = 1
@@ -117,3 +147,11 @@ def test_silhouette_loss_pulls_points_onto_the_mask():
     assert abs(points[0, :, 0].mean().item()) < 0.3 * 0.1  # moved most of the way towards the mask centre
     perfect = 1 - 196 / (196 + 1e-5 * 64 * 64)  # the 1e-5 per pixel of the published union
     assert silhouette_loss(mask.double(), mask, dilation=0).item() == pytest.approx(perfect, rel=1e-9)
+    # against the mask dilated by hand: the 14 x 14 square grows to 20 x 20 (square, the default) or loses the
+    # corners that lie farther than 3 px from it (disc)
+    s = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for shape, grown in (("square", dilate(mask, 3)), ("disc", dilate(mask, 3, shape="disc"))):
+        by_hand = 1 - (s * grown).sum() / (1e-5 + s + grown - s * grown).abs().sum()
+        kwargs = {} if shape == "square" else {"shape": shape}
+        assert silhouette_loss(s, mask, **kwargs).item() == pytest.approx(by_hand.item(), rel=1e-12)
+    assert dilate(mask, 3).sum() == 400 and dilate(mask, 3, shape="disc").sum() < 400
