@@ -35,20 +35,23 @@ from segment.video.writer import VideoFrame, write_capture
 __all__ = ["PrepareSettings", "prepare_video", "MIN_TRAIN_FRAMES"]
 
 MIN_TRAIN_FRAMES = 5  # fewer training frames cannot make an avatar
-MAX_RESIDUAL = 0.08  # a frame whose fitted joints miss the keypoints by more than this share of the hand box is dropped
+MAX_RESIDUAL = 0.08  # a frame whose fitted landmarks miss the keypoints by more than this share of the hand box's
+# diagonal (median over the 21) is dropped
 
 
 @dataclass(frozen=True)
 class PrepareSettings:
-    hand: str = "right"
-    fov: float | None = None
-    focal: float | None = None
-    every: int = 1
-    max_frames: int | None = None
-    max_side: int = 1024
-    eval_fraction: float = 0.2
-    model: str = "mano"
-    grabcut: bool = True
+    """The options of `python -m segment.video.prepare` (its --help says more)."""
+
+    hand: str = "right"  # the hand filmed
+    fov: float | None = None  # degrees across the longer side (None and no focal: PHONE_FOV_DEG)
+    focal: float | None = None  # px of the source frames
+    every: int = 1  # keep every N-th frame
+    max_frames: int | None = None  # stop after this many kept frames
+    max_side: int = 1024  # px: frames are scaled down to this longer side
+    eval_fraction: float = 0.2  # the end of the video held out for validation
+    model: str = "mano"  # MANO file or folder; the open hand without one
+    grabcut: bool = True  # refine the projected mesh's masks with GrabCut
 
 
 def _select(keypoints, hand: str, count: int) -> tuple[np.ndarray, Counter, int]:
