@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from smplx.raycast import EmbreeMesh
+from handavatar.cameras import camera_sample
 from handavatar.data import to_tensors
 from handavatar.export.avatar import BakedAvatar, bake_avatar, clip_motion, load_export_avatar
 from handavatar.export.rig import dense_weights, joint_transforms, local_rotations, skin
@@ -42,6 +43,10 @@ from handavatar.video import to_uint8, write_png
 __all__ = ["viewer_vs_renderer", "bake_on_heldout"]
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) of two (N, C) arrays in [0, 1]."""
     return float(10 * np.log10(1.0 / max(np.mean((a - b) ** 2), 1e-12)))
@@ -53,7 +58,9 @@ def viewer_vs_renderer(avatar: HandAvatar, config, page: Path, browser: Chromium
     """Silhouette IoU and albedo PSNR of the viewer against our renderer at the clip's first and last pose.
 
     Returns:
-        per pose {'frame', 'iou', 'albedo_psnr', 'pixels'}, and the (2 size, 4 size, 3) uint8 picture.
+        per pose {'frame', 'iou', 'albedo_psnr', 'pixels', 'iou_mesh_vs_renderer' (how far the exported surface's
+        own silhouette, an Embree ray cast of the avatar's posed MANO-HD, is from the renderer's),
+        'iou_viewer_vs_mesh'}, and the (2 size, 4 size, 3) uint8 picture.
     """
     poses = clip_motion(avatar, "freepose", config.run.joint_rot, config.run.frames)
     margin = config.data.bbox_offset + config.data.box_padding
@@ -71,8 +78,14 @@ def viewer_vs_renderer(avatar: HandAvatar, config, page: Path, browser: Chromium
         lit = screenshot(browser, page, camera, time=time, layer="shaded")
         theirs, ours = flat.max(-1) > 10, alpha > 0.5
         both = theirs & ours
-        rows.append({"frame": frame, "iou": float(both.sum() / max((theirs | ours).sum(), 1)),
-                     "albedo_psnr": _psnr(flat[both] / 255.0, albedo[both]), "pixels": int(both.sum())})
+        vertices = posed.vertices[0].double().cpu().numpy()
+        rays = camera_sample(camera, vertices.min(0), vertices.max(0))["rays_d"][0].reshape(-1, 3)
+        face, _, _ = EmbreeMesh(vertices, avatar.hand.output_faces.cpu().numpy()).intersect(
+            np.repeat(camera.centre[None], len(rays), 0), rays)
+        mesh = (face >= 0).reshape(ours.shape)  # the avatar's own posed MANO-HD, ray-cast
+        rows.append({"frame": frame, "iou": _iou(theirs, ours), "albedo_psnr": _psnr(flat[both] / 255.0, albedo[both]),
+                     "pixels": int(both.sum()), "iou_mesh_vs_renderer": _iou(mesh, ours),
+                     "iou_viewer_vs_mesh": _iou(theirs, mesh)})
         figures.append(np.concatenate([to_uint8(out["rgb"][0].float().cpu().numpy()), to_uint8(albedo), flat,
                                        lit], 1))
     return rows, np.concatenate(figures, 0)
@@ -146,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     for row in rows:
         print(f"viewer vs renderer, clip frame {row['frame']}: silhouette IoU {row['iou']:.4f}, albedo PSNR "
-              f"{row['albedo_psnr']:.2f} dB on {row['pixels']} hand pixels")
+              f"{row['albedo_psnr']:.2f} dB on {row['pixels']} hand pixels; IoU of the posed MANO-HD's ray cast vs "
+              f"the renderer {row['iou_mesh_vs_renderer']:.4f}, viewer vs that ray cast {row['iou_viewer_vs_mesh']:.4f}")
     print(f"held-out frames ({bake['frames']}), hand-pixel PSNR against the true albedo: baked texture on the "
           f"exported surface {bake['baked']:.2f} dB, avatar's albedo render {bake['avatar']:.2f} dB; baked vs avatar "
           f"{bake['baked_vs_avatar']:.2f} dB\nwrote {args.out / 'viewer_vs_renderer.png'}, {args.out / 'figures.json'}")
