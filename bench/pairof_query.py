@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    base = smplx.create("open_hand", center_id=4, scale=10.0, seal=True, distal=True)
+    base = smplx.create("open_hand", **smplx.PAPER_FRAME)
     hd = smplx.subdivide(base, args.levels)
     field = PairOF.from_layer(hd)
     posed = hd(hand_pose=torch.as_tensor(named_poses(["grasp"], base.pose_frames()), dtype=torch.float32))

@@ -19,7 +19,7 @@ import smplx
 from smplx.open_hand import build_open_hand
 from tests.hand_fixtures import make_tube_model
 
-OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
+OPTIONS = smplx.PAPER_FRAME
 
 
 def _time(fn, repeats: int) -> list[float]:

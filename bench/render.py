@@ -29,8 +29,8 @@ from torch.profiler import ProfilerActivity, profile
 from smplx.config import load_config, resolve_device
 from handavatar.data import to_tensors
 from handavatar.metrics import psnr
-from handavatar.run import load_avatar
-from handavatar.train import DEFAULTS, AvatarConfig
+from handavatar.checkpoint import load_avatar
+from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.validate import evaluation_dataset, frame_metrics
 
 

@@ -31,7 +31,7 @@ from segment.annotations import Subject
 from segment.interhand import DATA_FOLDER, MASK_TREE, tree_path
 from segment.preprocess import cache_path
 from handavatar.stages import Stage, StageFailed, StageRunner, format_plan
-from handavatar.train import AvatarConfig
+from handavatar.config import AvatarConfig
 
 __all__ = ["demo_stages", "main", "ROOT"]
 

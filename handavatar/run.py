@@ -22,8 +22,6 @@ background), albedo/ and shading/ (run.save_layers), meshes/NNNNNN_pairof.<fmt> 
 
 from __future__ import annotations
 
-import json
-import pickle
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -34,7 +32,7 @@ import torch
 import trimesh
 from tqdm import tqdm
 
-from smplx.config import ConfigError, config_to_dict, parse_config_command, resolve_device
+from smplx.config import ConfigError, parse_config_command, resolve_device
 from smplx.fileio import atomic_write
 from pairof.mesh import extract_mesh
 from segment.preprocess import load_cache
@@ -43,18 +41,12 @@ from handavatar.data import to_tensors
 from handavatar.lpips import load_lpips
 from handavatar.model import HandAvatar
 from handavatar.poses import Motion, freepose_angles, freepose_poses, load_motion_file, load_motion_subject
-from handavatar.train import DEFAULTS, AvatarConfig, build_avatar
+from handavatar.checkpoint import load_avatar
+from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.validate import evaluation_dataset, frame_metrics
 from handavatar.video import to_uint8, write_gif, write_mp4, write_png
 
 __all__ = ["Shot", "load_avatar", "plan_shots", "render_shot", "run"]
-
-_HINTS = {"hand.": "smpl_cfg.model_path, smpl_cfg.levels, data.hand", "field.": "smpl_cfg.pairof, smpl_cfg.levels",
-          "deformer.": "network.deformer, smpl_cfg.levels", "albedo.": "network.code_dim, smpl_cfg.pairof",
-          "anchor_embedding": "network.anchor_levels, smpl_cfg.pairof",
-          "shading.": "network.shading, network.shading_normal, network.anchor_levels"}
-"""State-dict prefixes -> the config keys that decide those tensors' shapes."""
-
 
 @dataclass
 class Shot:
@@ -63,60 +55,6 @@ class Shot:
     global_orient: np.ndarray  # (3,) camera-frame axis-angle, radians
     hand_pose: np.ndarray  # (45,) axis-angle, radians, the model's mean pose included
     camera: Camera
-
-
-def _differences(saved: str | None, config: AvatarConfig) -> list[str]:
-    """'key: checkpoint value vs this value' for the shape-deciding keys (data.hand, smpl_cfg.*, network.*)."""
-    if not saved:
-        return []
-    old, new = json.loads(saved), config_to_dict(config)
-    pairs = [("data.hand", old["data"]["hand"], new["data"]["hand"])]
-    pairs += [(f"{section}.{key}", value, new[section][key]) for section in ("smpl_cfg", "network")
-              for key, value in old.get(section, {}).items() if key in new[section]]
-    return [f"{key}: {a!r} in the checkpoint, {b!r} here" for key, a, b in pairs if a != b]
-
-
-def _check_state(expected: dict, found: dict, saved_config: str | None, config: AvatarConfig, path: Path) -> None:
-    """Raise ValueError naming the tensors whose shapes differ and the config keys that likely caused it."""
-    wrong = [(name, tuple(t.shape), tuple(found[name].shape) if name in found else None)
-             for name, t in expected.items() if name not in found or found[name].shape != t.shape]
-    wrong += [(name, None, tuple(t.shape)) for name, t in found.items() if name not in expected]
-    if not wrong:
-        return
-    text = [f"{name}: this config builds {'no such tensor' if want is None else want}, the checkpoint has "
-            f"{'none' if got is None else got}" for name, want, got in wrong[:4]]
-    differ = _differences(saved_config, config)
-    hints = sorted({hint for name, _, _ in wrong for prefix, hint in _HINTS.items() if name.startswith(prefix)})
-    cause = (f"its config differs in {'; '.join(differ)}" if differ else f"check {'; '.join(hints)}")
-    raise ValueError(f"checkpoint {path} does not fit this config ({len(wrong)} tensors differ: {'; '.join(text)}"
-                     f"{'; ...' if len(wrong) > 4 else ''}); {cause}. Render with the config it was trained with "
-                     f"(config.yaml beside it) or set those keys")
-
-
-def load_avatar(config: AvatarConfig, device: torch.device) -> tuple[HandAvatar, Path, int]:
-    """The trained avatar (eval mode), its checkpoint path and iteration.
-
-    Raises:
-        FileNotFoundError: no checkpoint. ValueError: not an avatar checkpoint, or one of another configuration
-            (naming the tensors and config keys).
-    """
-    path = Path(config.run.ckpt) if config.run.ckpt else Path(config.out_root) / config.experiment / "latest.tar"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: train the avatar first (scripts/train_hand.sh "
-                                "with the same config and experiment), or set run.ckpt=PATH to a latest.tar")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise ValueError(f"checkpoint {path} cannot be read ({error}); expected a latest.tar of "
-                         "handavatar.train") from error
-    if not isinstance(state, dict) or "network" not in state:
-        found = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"checkpoint {path} is not an avatar checkpoint: expected the keys iter, network, optimizer, "
-                         f"config of handavatar.train, found {found}")
-    avatar = build_avatar(config, device)
-    _check_state(avatar.state_dict(), state["network"], state.get("config"), config, path)
-    avatar.load_state_dict(state["network"])
-    return avatar.eval(), path, int(state.get("iter", -1))
 
 
 def _resolution(config: AvatarConfig) -> int:

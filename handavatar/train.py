@@ -24,9 +24,7 @@ import contextlib
 import copy
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import yaml
@@ -34,177 +32,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-import smplx
 from smplx.config import ConfigError, config_to_dict, parse_config_command, resolve_device
 from smplx.fileio import atomic_write
-from smplx.manohd.skinning import load_lbs_weights
-from pairof import load_pairof
 from pairof.inside import winding_numbers
+from handavatar.checkpoint import build_avatar, load_avatar
+from handavatar.config import DEFAULTS, AvatarConfig, LossWeights, TrainSection
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.losses import point_silhouette, silhouette_loss
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.model import HandAvatar
 from handavatar.distributed import setup_distributed
 from handavatar.validate import Progress, evaluation_dataset, validate
-
-DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-HAND_OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
-
-
-@dataclass
-class DataSection:
-    root: str
-    subject: str
-    eval_subject: str
-    eval_skip: int
-    hand: Literal["right", "left"]
-    resolution: int
-    crop_scale: float
-    bbox_offset: float
-    box_padding: float
-    skip: int
-    max_frames: int
-
-
-@dataclass
-class PatchSection:
-    N_patches: int
-    size: int
-    sample_subject_ratio: float
-
-
-@dataclass
-class SmplSection:
-    model_path: str
-    levels: int
-    lbs_weights: str
-    pairof: str
-
-
-@dataclass
-class NetworkSection:
-    deformer: bool
-    shading: bool
-    shading_normal: bool
-    code_dim: int
-    anchor_levels: int
-
-
-@dataclass
-class LossWeights:
-    lpips: float
-    l1: float
-    sil: float
-    iou3d: float
-
-
-@dataclass
-class TrainSection:
-    lr: float
-    lr_codes: float
-    lr_shading: float
-    lr_pairof: float
-    decay_iters: int
-    decay_epochs: float
-    accum_iter: int
-    maxiter: int
-    lossweights: LossWeights
-    log_every: int
-    save_every: int
-    progress_every: int
-    progress_frames: int
-    ema: float
-    sil_mask: Literal["square", "disc"]
-
-
-@dataclass
-class LpipsSection:
-    vgg: str
-    heads: str
-
-
-@dataclass
-class RenderSection:
-    renderer: Literal["fast", "reference"]
-    group: int
-    tolerance: float
-    band: float | Literal["auto"]
-    band_margin: float
-    band_min: float
-    band_training: float
-
-
-@dataclass
-class RunSection:
-    mode: Literal["test", "freeview", "freepose", "tpose", "movement"]
-    ckpt: str
-    frame_idx: int
-    axis: Literal["x", "y", "z"]
-    views: int
-    frames: int
-    joint_rot: dict[str, list[list[float]]]
-    tpose_orbit: bool
-    motion_subject: str
-    motion_root: str
-    motion_file: str
-    motion_orient: Literal["motion", "frame"]
-    motion_skip: int
-    layer: Literal["rgb", "albedo", "shading"]
-    save_layers: bool
-    export_mesh: bool
-    mesh_format: Literal["obj", "ply"]
-    mesh_resolution: int
-    resolution: int
-    fps: int
-
-
-@dataclass
-class AvatarConfig:
-    experiment: str
-    out_root: str
-    phase: Literal["train", "val"]
-    resume: bool
-    device: Literal["auto", "cpu", "cuda"]
-    seed: int
-    N_samples: int
-    chunk: int | Literal["auto"]
-    sampling: Literal["box", "parts"]
-    render: RenderSection
-    precision: Literal["float32", "bfloat16"]
-    data: DataSection
-    patch: PatchSection
-    smpl_cfg: SmplSection
-    network: NetworkSection
-    train: TrainSection
-    lpips: LpipsSection
-    run: RunSection
-
-
-def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
-    """MANO-HD with its skinning weights, the pretrained PairOF for them, and fresh avatar networks.
-
-    Raises:
-        FileNotFoundError: the skinning weights or the PairOF checkpoint are missing (names the path and the script
-            that makes it).
-    """
-    cfg = config.smpl_cfg
-    base = smplx.create(cfg.model_path, is_rhand=config.data.hand == "right", **HAND_OPTIONS)
-    hand = smplx.subdivide(base, cfg.levels)
-    if cfg.lbs_weights:
-        with torch.no_grad():
-            hand.lbs_weights.copy_(load_lbs_weights(cfg.lbs_weights, hand, levels=cfg.levels))
-    field = load_pairof(cfg.pairof, hand)
-    field.precision = config.precision
-    torch.manual_seed(config.seed)
-    net = config.network
-    return HandAvatar(hand, field, deformer=net.deformer, shading=net.shading,
-                      shading_normal=net.shading_normal, code_dim=net.code_dim,
-                      anchor_levels=net.anchor_levels, samples=config.N_samples, sampling=config.sampling,
-                      renderer=config.render.renderer, group=config.render.group,
-                      tolerance=config.render.tolerance, band=config.render.band,
-                      band_margin=config.render.band_margin, band_min=config.render.band_min,
-                      band_training=config.render.band_training).to(device)
-
 
 class WeightAverage:
     """An exponential moving average of a model's weights: after optimiser step n, average <- average + (1 - d)
@@ -402,8 +240,6 @@ def train(config: AvatarConfig) -> Path:
 def run_validation(config: AvatarConfig) -> dict:
     """`phase: val`: load <out_root>/<experiment>/latest.tar (or run.ckpt), checked against this config, and
     validate it (handavatar.validate)."""
-    from handavatar.run import load_avatar  # here: handavatar.run imports this module
-
     device = resolve_device(config.device)
     avatar, latest, iteration = load_avatar(config, device)
     summary = validate(config, avatar, latest.parent / "val", device)

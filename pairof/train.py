@@ -30,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import smplx
-from smplx import MANO
+from smplx import MANO, PAPER_FRAME
 from smplx.config import config_to_dict, parse_config_command, resolve_device
 from smplx.fileio import atomic_write
 from smplx.training import optimisation_step
@@ -46,7 +46,6 @@ from pairof.model import PairOF, PairOFEncoding
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "pairof" / "default.yaml"
 PUBLISHED = Path("pairof/out/pretrained_pairof/pairof.ckpt")
-HAND_OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)  # the paper's model frame (dm), sealed
 
 
 @dataclass
@@ -103,7 +102,7 @@ class PairOFTrainConfig:
 
 def build_hand(config: ModelConfig, device: torch.device) -> tuple[MANO, MANO, str]:
     """The base layer, the MANO-HD layer with the configured skinning weights, and a description of those weights."""
-    base = smplx.create(config.path, is_rhand=config.is_rhand, **HAND_OPTIONS).to(device)
+    base = smplx.create(config.path, is_rhand=config.is_rhand, **PAPER_FRAME).to(device)
     hd = smplx.subdivide(base, config.levels)
     path = Path(config.lbs_weights) if config.lbs_weights else None
     if path is not None and path.is_file():

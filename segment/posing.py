@@ -17,13 +17,13 @@ import torch
 from scipy.spatial.transform import Rotation
 
 import smplx
-from smplx import MANO
+from smplx import MANO, PAPER_FRAME
 from segment.annotations import FrameRecord
 from segment.interhand import INTERHAND_TO_MANO, world_to_camera
 
 __all__ = ["PosedHands", "pose_hands", "create_model", "MODEL_OPTIONS", "MM_TO_MODEL"]
 
-MODEL_OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True, flat_hand_mean=True)
+MODEL_OPTIONS = dict(PAPER_FRAME, flat_hand_mean=True)
 """The smplx.create options of the layer `pose_hands` needs (the paper's model frame, sealed, with fingertips)."""
 
 MM_TO_MODEL = 0.01  # InterHand mm to model-frame dm

@@ -19,10 +19,13 @@ from smplx.model_file import MANO_DOWNLOAD_HINT, HandModelData, load_model_file
 from smplx.open_hand import build_open_hand
 from smplx.topology import boundary_loops, seal_fan
 
-__all__ = ["MANO", "MANOOutput", "create", "find_model_file", "OPEN_HAND"]
+__all__ = ["MANO", "MANOOutput", "create", "find_model_file", "OPEN_HAND", "PAPER_FRAME"]
 
 MODEL_TYPES = ("mano",)
 OPEN_HAND = "open_hand"  # model_path that asks create() for the built-in open hand
+PAPER_FRAME = dict(center_id=4, scale=10.0, seal=True, distal=True)
+"""The paper's model frame (reference §2.3): centred on the posed middle-MCP joint, in decimetres, the wrist sealed,
+the 5 fingertips as joints 16-20: `smplx.create(path, **PAPER_FRAME)`."""
 _log = logging.getLogger(__name__)
 
 

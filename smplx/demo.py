@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    base = smplx.create(args.model, center_id=4, scale=10.0, seal=True, distal=True)
+    base = smplx.create(args.model, **smplx.PAPER_FRAME)
     model = smplx.subdivide(base, args.levels)
     hand_pose = torch.as_tensor(named_poses(POSES, base.pose_frames()), dtype=model.v_template.dtype)
     with torch.no_grad():

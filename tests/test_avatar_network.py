@@ -14,7 +14,7 @@ from handavatar.render.anchors import AnchorIndex
 from pairof import PairOF
 from pairof.inside import inside_mesh
 
-OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
+OPTIONS = smplx.PAPER_FRAME
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from smplx.config import ConfigError, load_config
-from handavatar.train import DEFAULTS, AvatarConfig, WeightAverage, run_validation, train
+from handavatar.config import DEFAULTS, AvatarConfig
+from handavatar.train import WeightAverage, run_validation, train
 from tests.hand_fixtures import train_tiny_pairof
 
 

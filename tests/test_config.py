@@ -4,7 +4,7 @@ from typing import Literal
 import pytest
 
 from smplx.config import ConfigError, load_config
-from handavatar.train import DEFAULTS as AVATAR_DEFAULTS, AvatarConfig
+from handavatar.config import DEFAULTS as AVATAR_DEFAULTS, AvatarConfig
 from pairof.train import DEFAULTS as PAIROF_DEFAULTS, PairOFTrainConfig
 from smplx.manohd.train_lbs import DEFAULTS, LBSConfig
 

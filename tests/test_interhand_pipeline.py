@@ -94,7 +94,7 @@ def test_cached_hand_projects_onto_its_mask(synthetic_capture, tmp_path):
     shutil.copytree(synthetic_capture, tmp_path / "root")
     cache = load_cache(tmp_path / "root", SUBJECT, progress=False)
     assert len(cache) == 10
-    layer = smplx.create("open_hand", center_id=4, scale=10.0, seal=True, distal=True, dtype=torch.float64)
+    layer = smplx.create("open_hand", **smplx.PAPER_FRAME, dtype=torch.float64)
     with torch.no_grad():
         out = layer(betas=torch.tensor(cache.betas), global_orient=torch.tensor(cache.global_orient),
                     hand_pose=torch.tensor(cache.hand_pose))

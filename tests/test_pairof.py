@@ -15,7 +15,7 @@ from pairof.partition import PAIRS, partition_mesh
 from pairof.checkpoint import load_pairof
 from pairof.train import main as train_main
 
-OPTIONS = dict(center_id=4, scale=10.0, seal=True, distal=True)
+OPTIONS = smplx.PAPER_FRAME
 
 
 @pytest.fixture(scope="module")

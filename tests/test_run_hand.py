@@ -20,8 +20,9 @@ from segment.preprocess import load_cache
 from handavatar.cameras import AXES, Camera, camera_sample, frame_camera, orbit_cameras
 from handavatar.data import DataConfig, InterHandDataset
 from handavatar.poses import freepose_angles, freepose_poses, load_motion_file
-from handavatar.run import Shot, _margin, load_avatar, plan_shots, reference_frame, render_shot, run
-from handavatar.train import DEFAULTS, AvatarConfig, build_avatar
+from handavatar.checkpoint import build_avatar, load_avatar
+from handavatar.config import DEFAULTS, AvatarConfig
+from handavatar.run import Shot, _margin, plan_shots, reference_frame, render_shot, run
 from tests.hand_fixtures import train_tiny_pairof
 
 EVAL = "test/Capture0/ROM03_RT_No_Occlusion"
@@ -77,7 +78,7 @@ def test_freepose_schedule_runs_from_range_starts_to_ends():
     np.testing.assert_allclose(angles[0], starts)
     np.testing.assert_allclose(angles[-1], ends)
     np.testing.assert_allclose(angles[3], (starts + ends) / 2)  # linear: half-way at the middle frame
-    hand = smplx.create("open_hand", center_id=4, scale=10.0, seal=True, distal=True)
+    hand = smplx.create("open_hand", **smplx.PAPER_FRAME)
     frames = hand.pose_frames()
     orient = np.array([0.3, -0.2, 1.0])
     wrist = {**table, "wrist": [[0, 30], [0, 0], [10, 10]]}
