@@ -281,3 +281,26 @@ def test_run_hand_script_has_an_export_mode(tmp_path):
     result = subprocess.run(["bash", str(script), "export", "--checkpoint", str(tmp_path / "none.tar"), "--out",
                              str(tmp_path / "a.glb")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "error: --checkpoint" in result.stderr, result.stderr
+
+
+def test_motion_file_drives_the_clip(exported, tmp_path):
+    avatar, path, _ = exported["right"]
+    latest = path.parent / "runs" / "right" / "latest.tar"
+    rng = np.random.default_rng(3)
+    hand_pose = rng.normal(0.0, 0.3, (3, 45))
+    orient = rng.normal(0.0, 0.5, (3, 3))
+    motion = tmp_path / "motion.npz"
+    np.savez(motion, hand_pose=hand_pose, global_orient=orient)
+    out = tmp_path / "moved.glb"
+    export_main(["--checkpoint", str(latest), "--out", str(out), "--texture", "32", "--motion", str(motion),
+                 "--fps", "4"])
+    doc, blob = read_glb(out)
+    times = accessor(doc, blob, doc["animations"][0]["samplers"][0]["input"])[:, 0]
+    np.testing.assert_allclose(times, [0.0, 0.25, 0.5])
+    _, posed = skinned_positions(doc, blob, 2)
+    with torch.no_grad():  # the avatar's own surface at the file's last pose (deformer and 16 weights): within mm
+        own = avatar.pose(torch.tensor(orient[2:]).float(), torch.tensor(hand_pose[2:]).float()).vertices[0]
+    own = own.double().numpy() / 10
+    skinned = posed @ np.diag([1.0, -1.0, -1.0])
+    nearest = cKDTree(own).query(skinned)[0]
+    assert nearest.max() < 5e-3, nearest.max()  # a wrong global rotation or a joint off by one moves cm
