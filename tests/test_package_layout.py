@@ -17,3 +17,38 @@ def test_imports_follow_the_pipeline(package):
     loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
                  .stdout.split())
     assert loaded & set(OURS) - {package} <= ALLOWED[package]
+
+
+def _imported_modules(path, known):
+    """Our modules that a source file imports, at any depth of the file (function-level imports included)."""
+    import ast
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        found |= {name for name in names if name in known}
+    return found
+
+
+def test_no_module_imports_itself_back():
+    """No import cycle among our modules (DESIGN.md: one idea per module, no cycles)."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    files = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for package in OURS for p in (root / package).rglob("*.py")}
+    graph = {module: _imported_modules(path, files) - {module} for module, path in files.items()}
+    state = {}
+
+    def visit(module, chain):
+        if state.get(module) == "open":
+            cycle = chain[chain.index(module):] + [module]
+            pytest.fail(f"import cycle: {' -> '.join(cycle)}")
+        if state.get(module) is None:
+            state[module] = "open"
+            for other in sorted(graph[module]):
+                visit(other, chain + [module])
+            state[module] = "done"
+
+    for module in sorted(graph):
+        visit(module, [])
