@@ -7,7 +7,9 @@ avatar's own albedo on held-out frames.
 1. Viewer vs renderer (needs Chromium and the viewer written by `python -m handavatar.export ... --viewer DIR`): at
    the first and last pose of the free-pose clip, from a camera in front of the hand (`front_camera`), the viewer's
    hand pixels against our renderer's alpha > 0.5 (IoU), and its albedo look against our albedo render on the
-   pixels both cover (PSNR). Picture: renderer rgb | renderer albedo | viewer albedo | viewer shaded, a row a pose.
+   pixels both cover (PSNR). To tell the viewer's error from the choice of surface, the avatar's posed MANO-HD and
+   PairOF's 0.5 level set at that pose are ray-cast (Embree) from the same camera and compared with the renderer's
+   alpha too. Picture: renderer rgb | renderer albedo | viewer albedo | viewer shaded, a row a pose.
 2. The bake on the held-out frames (every data.eval_skip-th frame of data.eval_subject, a synthetic capture): the
    exported surface (4-weight rig) ray-cast by Embree with the baked texture, and the avatar's albedo render, each
    against the capture's ground-truth albedo on the hand's pixels (PSNR, no scale alignment: both share the
@@ -29,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from smplx.raycast import EmbreeMesh
+from pairof.mesh import extract_mesh
 from handavatar.cameras import camera_sample
 from handavatar.data import to_tensors
 from handavatar.export.avatar import BakedAvatar, bake_avatar, clip_motion, load_export_avatar
@@ -60,7 +63,9 @@ def viewer_vs_renderer(avatar: HandAvatar, config, page: Path, browser: Chromium
     Returns:
         per pose {'frame', 'iou', 'albedo_psnr', 'pixels', 'iou_mesh_vs_renderer' (how far the exported surface's
         own silhouette, an Embree ray cast of the avatar's posed MANO-HD, is from the renderer's),
-        'iou_viewer_vs_mesh'}, and the (2 size, 4 size, 3) uint8 picture.
+        'iou_pairof_vs_renderer' (the same for PairOF's 0.5 level set extracted at that pose: the best a PairOF
+        surface re-meshed and re-skinned could do), 'iou_viewer_vs_mesh'}, and the (2 size, 4 size, 3) uint8
+        picture.
     """
     poses = clip_motion(avatar, "freepose", config.run.joint_rot, config.run.frames)
     margin = config.data.bbox_offset + config.data.box_padding
@@ -79,13 +84,20 @@ def viewer_vs_renderer(avatar: HandAvatar, config, page: Path, browser: Chromium
         theirs, ours = flat.max(-1) > 10, alpha > 0.5
         both = theirs & ours
         vertices = posed.vertices[0].double().cpu().numpy()
-        rays = camera_sample(camera, vertices.min(0), vertices.max(0))["rays_d"][0].reshape(-1, 3)
-        face, _, _ = EmbreeMesh(vertices, avatar.hand.output_faces.cpu().numpy()).intersect(
-            np.repeat(camera.centre[None], len(rays), 0), rays)
-        mesh = (face >= 0).reshape(ours.shape)  # the avatar's own posed MANO-HD, ray-cast
+        low, high = vertices.min(0) - margin, vertices.max(0) + margin
+        rays = camera_sample(camera, low, high)["rays_d"][0].reshape(-1, 3)
+        encoding = avatar.field.encode(posed.vertices, posed.joints, posed.full_pose)
+        surfaces = {"mesh": (vertices, avatar.hand.output_faces.cpu().numpy()),  # the avatar's posed MANO-HD
+                    "pairof": extract_mesh(avatar.field, encoding, low, high, resolution=160)}  # PairOF's 0.5 level
+        cast = {}
+        for name, surface in surfaces.items():
+            points, faces = surface if isinstance(surface, tuple) else (surface.vertices, surface.faces)
+            face, _, _ = EmbreeMesh(points, faces).intersect(np.repeat(camera.centre[None], len(rays), 0), rays)
+            cast[name] = (face >= 0).reshape(ours.shape)
         rows.append({"frame": frame, "iou": _iou(theirs, ours), "albedo_psnr": _psnr(flat[both] / 255.0, albedo[both]),
-                     "pixels": int(both.sum()), "iou_mesh_vs_renderer": _iou(mesh, ours),
-                     "iou_viewer_vs_mesh": _iou(theirs, mesh)})
+                     "pixels": int(both.sum()), "iou_mesh_vs_renderer": _iou(cast["mesh"], ours),
+                     "iou_pairof_vs_renderer": _iou(cast["pairof"], ours),
+                     "iou_viewer_vs_mesh": _iou(theirs, cast["mesh"])})
         figures.append(np.concatenate([to_uint8(out["rgb"][0].float().cpu().numpy()), to_uint8(albedo), flat,
                                        lit], 1))
     return rows, np.concatenate(figures, 0)
@@ -160,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         print(f"viewer vs renderer, clip frame {row['frame']}: silhouette IoU {row['iou']:.4f}, albedo PSNR "
               f"{row['albedo_psnr']:.2f} dB on {row['pixels']} hand pixels; IoU of the posed MANO-HD's ray cast vs "
-              f"the renderer {row['iou_mesh_vs_renderer']:.4f}, viewer vs that ray cast {row['iou_viewer_vs_mesh']:.4f}")
+              f"the renderer {row['iou_mesh_vs_renderer']:.4f} (PairOF's level set at that pose "
+              f"{row['iou_pairof_vs_renderer']:.4f}), viewer vs the MANO-HD ray cast {row['iou_viewer_vs_mesh']:.4f}")
     print(f"held-out frames ({bake['frames']}), hand-pixel PSNR against the true albedo: baked texture on the "
           f"exported surface {bake['baked']:.2f} dB, avatar's albedo render {bake['avatar']:.2f} dB; baked vs avatar "
           f"{bake['baked_vs_avatar']:.2f} dB\nwrote {args.out / 'viewer_vs_renderer.png'}, {args.out / 'figures.json'}")

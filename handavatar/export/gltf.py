@@ -88,17 +88,16 @@ def glb_bytes(mesh: GlbMesh, clip: Clip, *, name: str = "hand_avatar") -> bytes:
     """The .glb file of a skinned mesh and its animation clip (layout in the module docstring)."""
     doc = gl.GLTF2(asset=gl.Asset(generator="handavatar.export", version="2.0"), scene=0)
     buffer = _Buffer(doc)
-    flip = Y_UP
-    positions = buffer.accessor((mesh.positions @ flip.T).astype(np.float32), gl.VEC3, target=gl.ARRAY_BUFFER,
+    positions = buffer.accessor((mesh.positions @ Y_UP.T).astype(np.float32), gl.VEC3, target=gl.ARRAY_BUFFER,
                                 bounds=True)
-    normals = buffer.accessor((mesh.normals @ flip.T).astype(np.float32), gl.VEC3, target=gl.ARRAY_BUFFER)
+    normals = buffer.accessor((mesh.normals @ Y_UP.T).astype(np.float32), gl.VEC3, target=gl.ARRAY_BUFFER)
     uvs = buffer.accessor(mesh.uvs.astype(np.float32), gl.VEC2, target=gl.ARRAY_BUFFER)
     joint_ids = buffer.accessor(mesh.joint_ids.astype(np.uint16), gl.VEC4, target=gl.ARRAY_BUFFER)
     weights = buffer.accessor(mesh.weights.astype(np.float32), gl.VEC4, target=gl.ARRAY_BUFFER)
     indices = buffer.accessor(mesh.faces.reshape(-1).astype(np.uint32), gl.SCALAR, target=gl.ELEMENT_ARRAY_BUFFER)
     # inverse bind matrices: the inverse of each joint's bind-pose world matrix (y up) @ (translate to the joint)
     ibm = np.tile(np.eye(4), (NUM_JOINTS, 1, 1))
-    ibm[:, :3, :3] = flip.T
+    ibm[:, :3, :3] = Y_UP.T
     ibm[:, :3, 3] = -mesh.rest_joints
     inverse_bind = buffer.accessor(ibm.transpose(0, 2, 1).astype(np.float32), gl.MAT4)  # column-major
 
@@ -115,7 +114,7 @@ def glb_bytes(mesh: GlbMesh, clip: Clip, *, name: str = "hand_avatar") -> bytes:
     # nodes: 0 the y-up frame, 1..16 the joints, 17 the skinned mesh
     offsets = [mesh.rest_joints[0] - mesh.rest_joints[4]] + [
         mesh.rest_joints[j] - mesh.rest_joints[PARENTS[j]] for j in range(1, NUM_JOINTS)]
-    flip_quat = Rotation.from_matrix(flip).as_quat().tolist()
+    flip_quat = Rotation.from_matrix(Y_UP).as_quat().tolist()
     doc.nodes.append(gl.Node(name="hand", rotation=flip_quat, children=[1]))
     for j in range(NUM_JOINTS):
         children = [1 + c for c in range(NUM_JOINTS) if PARENTS[c] == j]
