@@ -22,18 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import time
 from pathlib import Path
 
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from smplx.config import ConfigError, config_to_dict, parse_config_command, resolve_device
-from smplx.fileio import atomic_write
+from smplx.training import RunFolder
 from pairof.inside import winding_numbers
 from handavatar.checkpoint import build_avatar, load_avatar
 from handavatar.config import DEFAULTS, AvatarConfig, LossWeights, TrainSection
@@ -140,9 +136,10 @@ def train(config: AvatarConfig) -> Path:
     if config.train.lossweights.lpips:
         check_patch_size(lpips, config.patch.size, device)
     optimizer = make_optimizer(avatar, config.train)
-    latest, start, seconds, state = out_dir / "latest.tar", 0, 0.0, None
-    if config.resume and latest.is_file():
-        state = torch.load(latest, map_location=device, weights_only=True)
+    folder = RunFolder(out_dir, config_to_dict(config), checkpoint="latest.tar", main=group.main)
+    latest, start, seconds = folder.checkpoint, 0, 0.0
+    state = folder.resume(device) if config.resume else None
+    if state is not None:
         avatar.load_state_dict(state.get("trained_network", state["network"]))  # an averaged run: the raw weights
         optimizer.load_state_dict(state["optimizer"])
         start, seconds = int(state["iter"]), float(state.get("seconds", 0.0))
@@ -157,16 +154,14 @@ def train(config: AvatarConfig) -> Path:
 
     def save(iteration: int) -> None:
         state = {"iter": iteration, "seconds": seconds, "network": rendered.state_dict(),
-                 "optimizer": optimizer.state_dict(), "config": json.dumps(config_to_dict(config))}
+                 "optimizer": optimizer.state_dict()}
         if average is not None:
             state["trained_network"] = avatar.state_dict()
-        atomic_write(latest, lambda f: torch.save(state, f))
+        folder.save(state)
 
     board = progress = None
     if group.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-        board = SummaryWriter(str(out_dir / "board"))
+        board = folder.board
         board.add_text("perceptual_metric", lpips.name, start)
         print(f"perceptual loss and metric: {lpips.name}; {group.world} process(es) on {device}")
         if config.train.progress_every:
@@ -176,8 +171,7 @@ def train(config: AvatarConfig) -> Path:
     if group.main:
         print(f"{len(dataset)} training images; learning rates fall 10x over {decay} images; {maxiter} iterations of "
               f"{group.world} image(s)")
-    bar = tqdm(range(start, maxiter), initial=start, total=maxiter, desc="avatar",
-               unit="it", disable=not group.main)
+    bar = folder.progress(start, maxiter, "avatar", unit="it")
     tick, rays, resumed_seconds = time.perf_counter(), 0, seconds
     for iteration in bar:
         began = time.perf_counter()
@@ -224,7 +218,7 @@ def train(config: AvatarConfig) -> Path:
     bar.close()
     group.close()
     if group.main:
-        board.close()
+        folder.close()
         spent = seconds - resumed_seconds
         if maxiter > start and spent > 0:
             trained = maxiter - start

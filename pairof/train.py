@@ -24,16 +24,14 @@ from typing import Literal
 import imageio.v3 as iio
 import numpy as np
 import torch
-import yaml
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import smplx
 from smplx import MANO, PAPER_FRAME
 from smplx.config import config_to_dict, parse_config_command, resolve_device
 from smplx.fileio import atomic_write
-from smplx.training import optimisation_step
+from smplx.training import RunFolder, optimisation_step
 from smplx.hand_pose import named_poses
 from smplx.manohd.skinning import PoseSampler, load_lbs_weights
 from smplx.manohd.train_lbs import PoseConfig
@@ -228,33 +226,24 @@ def occupancy_loss(occupancy: Tensor, truth: Tensor, kind: str) -> Tensor:
     return torch.nn.functional.binary_cross_entropy(occupancy.clamp(1e-6, 1 - 1e-6), truth)
 
 
-def _check_resumable(saved: dict, config: PairOFTrainConfig, path: Path) -> None:
-    current = config_to_dict(config)
-    for key in ("model", "field", "seed", "batch", "points"):
-        if saved[key] != current[key]:
-            raise ValueError(f"{path} was made with {key}={saved[key]}, this run has {key}={current[key]}; use "
-                             "another name, or resume=false to start over")
-
-
 def train(config: PairOFTrainConfig) -> Path:
     """Run (or resume) the pretraining; returns the path of pairof.ckpt."""
     run = PairOFRun(config)
-    run.out.mkdir(parents=True, exist_ok=True)
-    (run.out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    folder = RunFolder(run.out, config_to_dict(config), checkpoint="checkpoint.pt",
+                       identity=("model", "field", "seed", "batch", "points"))
     optimizer = torch.optim.Adam(run.field.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
-    start, checkpoint = 0, run.out / "checkpoint.pt"
-    if config.resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=run.device, weights_only=True)
-        _check_resumable(json.loads(state["config"]), config, checkpoint)
+    start, checkpoint = 0, folder.checkpoint
+    state = folder.resume(run.device) if config.resume else None
+    if state is not None:
         run.field.load_state_dict(state["field"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
         print(f"resuming {checkpoint} at step {start}")
     sampler = run.sampler(config.seed)
-    board = SummaryWriter(str(run.out / "board"))
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="PairOF", unit="step")
+    board = folder.board
+    bar = folder.progress(start, config.steps, "PairOF")
     for step in bar:
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         posed = run.pose(*sampler.batch(step, config.batch))
@@ -275,16 +264,15 @@ def train(config: PairOFTrainConfig) -> Path:
             board.add_scalar("lr", scheduler.get_last_lr()[0], done)
             bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{accuracy:.3f}")
         if done % config.checkpoint_every == 0 or done == config.steps:
-            state = {"field": run.field.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "step": done, "config": json.dumps(config_to_dict(config))}
-            atomic_write(checkpoint, lambda f: torch.save(state, f))
+            folder.save({"field": run.field.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "step": done})
     bar.close()
 
     result = run.out / "pairof.ckpt"
     saved = run.checkpoint_dict(config.steps)
     atomic_write(result, lambda f: torch.save(saved, f))
     report = _report(run, board, config.steps)
-    board.close()
+    folder.close()
     if config.publish:
         atomic_write(PUBLISHED, lambda f: torch.save(saved, f))
         print(f"published to {PUBLISHED}")

@@ -19,14 +19,12 @@ from typing import Literal
 
 import torch
 import trimesh
-import yaml
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import smplx
 from smplx.config import config_to_dict, parse_config_command, resolve_device
 from smplx.fileio import atomic_write
-from smplx.training import optimisation_step
+from smplx.training import RunFolder, optimisation_step
 from smplx.hand_pose import named_poses
 from smplx.manohd.skinning import (PoseSampler, SkinningObjective, WeightReport, evaluate_weights,
                                    load_lbs_weights, normalize_weights)
@@ -117,41 +115,26 @@ class LBSRun:
             self.out / "vis" / f"step_{step:06d}.obj")  # metres
 
 
-def _check_resumable(saved: dict, config: LBSConfig, path: Path) -> None:
-    for key in ("model", "candidates", "seed"):
-        if saved[key] != config_to_dict(config)[key]:
-            raise ValueError(f"{path} was made with {key}={saved[key]}, this run has {key}="
-                             f"{config_to_dict(config)[key]}; use another name, or resume=false to start over")
-
-
 def train(config: LBSConfig) -> Path:
     """Run (or resume) the weight fit; returns the path of lbs_weights.pth."""
     run = LBSRun(config)
-    run.out.mkdir(parents=True, exist_ok=True)
-    (run.out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    folder = RunFolder(run.out, config_to_dict(config), checkpoint="checkpoint.pt",
+                       identity=("model", "candidates", "seed"))
     raw = torch.nn.Parameter(run.hd.lbs_weights.clone())
     optimizer = torch.optim.Adam([raw], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
-    start = 0
-    checkpoint = run.out / "checkpoint.pt"
-    if config.resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=run.device, weights_only=True)
-        _check_resumable(json.loads(state["config"]), config, checkpoint)
+    start, checkpoint = 0, folder.checkpoint
+    state = folder.resume(run.device) if config.resume else None
+    if state is not None:
         with torch.no_grad():
             raw.copy_(state["raw_weights"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
         print(f"resuming {checkpoint} at step {start}")
-
-    def save_checkpoint(step: int) -> None:
-        state = {"raw_weights": raw.detach(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "step": step, "config": json.dumps(config_to_dict(config))}
-        atomic_write(checkpoint, lambda f: torch.save(state, f))
-
-    board = SummaryWriter(str(run.out / "board"))
+    board = folder.board
     w = config.loss
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="LBS weights", unit="step")
+    bar = folder.progress(start, config.steps, "LBS weights")
     for step in bar:
         betas, orient, hand_pose = (t.to(run.device) for t in run.sampler.batch(step, config.batch))
         weights = normalize_weights(raw)
@@ -172,7 +155,8 @@ def train(config: LBSConfig) -> Path:
         if config.snapshot_every and (done % config.snapshot_every == 0 or done == config.steps):
             run.snapshot(normalize_weights(raw).detach(), done)
         if done % config.checkpoint_every == 0 or done == config.steps:
-            save_checkpoint(done)
+            folder.save({"raw_weights": raw.detach(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "step": done})
     bar.close()
 
     weights = normalize_weights(raw).detach().float().cpu()
@@ -180,7 +164,7 @@ def train(config: LBSConfig) -> Path:
     atomic_write(result, lambda f: torch.save(weights, f))
     reports = run.evaluate(weights)
     _write_report(run, reports, board, config.steps)
-    board.close()
+    folder.close()
     if config.publish:
         PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(PUBLISHED, lambda f: torch.save(weights, f))
