@@ -55,9 +55,13 @@ def test_rigid_transform_matches_recursive_reference():
     torch.testing.assert_close((rel[..., :3] @ x[..., None])[..., 0] + rel[..., 3], want, rtol=0, atol=1e-12)
 
 
-def test_rigid_transform_rejects_unordered_parents():
+def test_rigid_transform_rejects_unordered_parents_and_wrong_shapes():
     with pytest.raises(ValueError, match="parent must come before"):
         batch_rigid_transform(torch.eye(3).repeat(1, 3, 1, 1), torch.zeros(1, 3, 3), (-1, 2, 0))
+    for rotations, joints in ((3, 2), (2, 3)):
+        with pytest.raises(ValueError, match=rf"rot_mats \(1, {rotations}, 3, 3\) and joints \(1, {joints}, 3\) "
+                                             "must have J=3 joints on dim 1"):
+            batch_rigid_transform(torch.eye(3).repeat(1, rotations, 1, 1), torch.zeros(1, joints, 3), (-1, 0, 1))
 
 
 def _slow_lbs(betas, pose, v_template, shapedirs, posedirs, j_regressor, parents, weights):
