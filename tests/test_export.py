@@ -21,8 +21,8 @@ from smplx.config import config_to_dict, load_config
 from smplx.joint_names import PARENTS
 from handavatar.export.__main__ import main as export_main
 from handavatar.poses import freepose_angles
-from handavatar.run import load_avatar
-from handavatar.train import DEFAULTS, AvatarConfig, build_avatar
+from handavatar.checkpoint import build_avatar, load_avatar
+from handavatar.config import DEFAULTS, AvatarConfig
 from tests.hand_fixtures import train_tiny_pairof
 
 VALIDATOR = Path(__file__).resolve().parents[1] / "viewer" / "node_modules" / "gltf-validator"

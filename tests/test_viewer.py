@@ -15,8 +15,8 @@ from handavatar.export.browser import Chromium, find_chromium
 from handavatar.export.viewer import VIEWER_DIST, front_camera, screenshot
 from handavatar.poses import freepose_angles, freepose_poses
 from handavatar.render.anchors import AnchorIndex
-from handavatar.run import load_avatar
-from handavatar.train import DEFAULTS, AvatarConfig
+from handavatar.checkpoint import load_avatar
+from handavatar.config import DEFAULTS, AvatarConfig
 from tests.test_export import tiny_checkpoint
 
 SIZE = 160  # px, square window

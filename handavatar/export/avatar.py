@@ -16,14 +16,14 @@ import trimesh
 
 from smplx.config import load_config, resolve_device
 from smplx.fileio import atomic_write
+from handavatar.checkpoint import load_avatar
+from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.export.bake import UVAtlas, bake_albedo, uv_atlas
 from handavatar.export.gltf import Clip, GlbMesh, glb_bytes
 from handavatar.export.rig import (Rig, RigError, avatar_rig, dense_weights, local_rotations, pose_sequence_error,
                                    root_translation, truncate_weights)
 from handavatar.model import HandAvatar
 from handavatar.poses import Motion, freepose_angles, freepose_poses, load_motion_file
-from handavatar.run import load_avatar
-from handavatar.train import DEFAULTS, AvatarConfig
 
 __all__ = ["BakedAvatar", "ExportReport", "bake_avatar", "clip_motion", "export_avatar", "load_export_avatar"]
 
