@@ -24,7 +24,7 @@ def test_compositing_by_hand():
     np.testing.assert_allclose(out["alpha"].numpy(), [sum(w0), sum(w1)], rtol=1e-12)
     np.testing.assert_allclose(out["rgb"][0].numpy(), np.array(w0) + (1 - sum(w0)) * 0.5, atol=1e-9)
     np.testing.assert_allclose(out["rgb"][1].numpy(), np.array(w1) + (1 - sum(w1)) * 0.5, atol=1e-9)
-    np.testing.assert_allclose(out["albedo"][0].numpy(), np.array(w0)[::-1] + (1 - sum(w0)) * 0.5, atol=1e-9)
+    np.testing.assert_allclose(out["albedo"][1].numpy(), np.array(w1)[::-1] + (1 - sum(w1)) * 0.5, atol=1e-9)
     np.testing.assert_allclose(out["depth"][:, 0].numpy(), [w0[0] + 2 * w0[1] + 3 * w0[2], 2 * w1[1]], rtol=1e-9)
     np.testing.assert_allclose(out["shading"].numpy(), out["depth"].numpy())  # no background behind other maps
     np.testing.assert_allclose(out["transmittance"].numpy(), [(0.5 + e) ** 2 * e, (1 + e) * (0.8 + e) * (1 + e)],
