@@ -155,3 +155,7 @@ def test_silhouette_loss_pulls_points_onto_the_mask():
         kwargs = {} if shape == "square" else {"shape": shape}
         assert silhouette_loss(s, mask, **kwargs).item() == pytest.approx(by_hand.item(), rel=1e-12)
     assert dilate(mask, 3).sum() == 400 and dilate(mask, 3, shape="disc").sum() < 400
+    pair = torch.cat([s, mask.double()])  # a batch: the mean of each image's own loss
+    both = silhouette_loss(pair, torch.cat([mask, mask]))
+    assert both.item() == pytest.approx((silhouette_loss(s, mask) + silhouette_loss(mask.double(), mask)).item() / 2,
+                                        rel=1e-12)
