@@ -45,7 +45,7 @@ from handavatar.lpips import load_lpips
 from handavatar.metrics import frame_metrics, psnr
 from handavatar.model.albedo import AlbedoField
 from handavatar.render.anchors import AnchorIndex
-from handavatar.train import DEFAULTS, AvatarConfig
+from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.validate import evaluation_dataset, layer_errors
 
 _LPIPS = load_lpips("", "")  # ST-LPIPS, as the demo's validation

@@ -21,7 +21,7 @@ from pathlib import Path
 from smplx.config import ConfigError, load_config, resolve_device
 from handavatar.baseline import texture_baseline
 from handavatar.lpips import load_lpips
-from handavatar.train import DEFAULTS, AvatarConfig
+from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.validate import evaluation_dataset
 
 

@@ -12,7 +12,7 @@ from handavatar.baseline import (VertexColours, fit_vertex_colours, hand_layer, 
                                  texture_baseline, training_crops)
 from handavatar.baseline.texture import VISIBILITY_TOLERANCE
 from handavatar.lpips import load_lpips
-from handavatar.train import DEFAULTS, AvatarConfig
+from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.validate import evaluation_dataset
 
 AMBIGUOUS = 1e-5  # relative distance / normal product within which float32 Embree and float64 loops may disagree
