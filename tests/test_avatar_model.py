@@ -82,6 +82,15 @@ def test_point_silhouette_weights_and_union():
     assert s2[10, 11] == pytest.approx(1 - (1 - 8 / 9) * (1 - 8 / 9))  # 1 - prod(1 - alpha)
 
 
+def test_point_silhouette_default_radius_is_three_pixels():
+    """The trainer calls `point_silhouette` with its default radius: 3 px (the published pytorch3d radius 0.025 in
+    NDC is 3.2 px on the 256 px crop). A changed default would change every silhouette loss silently."""
+    K = torch.tensor([[10.0, 0, 10], [0, 10.0, 10], [0, 0, 1]], dtype=torch.float64)
+    point = torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64)
+    s = point_silhouette(point, K, 21)[0]
+    assert s[10, 12] == pytest.approx(1 - 4 / 9) and s[12, 12] == pytest.approx(1 - 8 / 9) and s[10, 13] == 0
+
+
 def test_point_silhouette_matches_a_per_pixel_loop():
     """A batch of two clouds with points on the image border, partly off it, and behind the camera, against a loop
     over pixels and points: every pixel's 1 - prod(1 - alpha) over the points in front of the camera within reach."""

@@ -265,6 +265,31 @@ def test_auto_band_covers_where_the_field_reaches(parts, monkeypatch):
         _avatar(hand, band="wide")
 
 
+def test_measured_band_of_a_field_with_a_known_reach(parts, monkeypatch):
+    """`measure_band` on a field whose reach is known in closed form and that only the probes along the anchors'
+    normals find: occupancy 2e-3 (above the 1e-3 threshold) on thin needles along each posed anchor's outward normal,
+    out to 0.15 dm; 5e-4 (below it) everywhere else. With no margin every band is at most 0.15 dm, and with probes
+    every 0.02 dm out to 0.2 dm nearly all reach within a step of it; fewer or shallower probes, or another
+    threshold, move the bands out of that window."""
+    hand, sample = parts
+    avatar = _avatar(hand, band="auto", band_margin=0.0, band_min=0.0).eval()
+    posed = avatar.pose(sample["global_orient"][None], sample["hand_pose"][None])
+    encoding = avatar.field.encode(posed.vertices, posed.joints, posed.full_pose)
+    anchors, normals = encoding.anchors[0].detach(), avatar._anchor_face_normals(posed)
+    index = AnchorIndex(anchors, 1)
+
+    def query(points, *args, **kwargs):
+        nearest = index.query(points[0])[1][:, 0]
+        offset = points[0] - anchors[nearest]
+        along = (offset * normals[nearest]).sum(-1)
+        needle = ((offset - along[:, None] * normals[nearest]).norm(dim=-1) < 0.005) & (along > 0) & (along < 0.15)
+        return type("Out", (), {"occupancy": torch.where(needle, 2e-3, 5e-4)[None]})
+
+    monkeypatch.setattr(avatar.field, "query", query)
+    band = avatar.measure_band(posed, encoding)
+    assert band.max() <= 0.15 and band.median() >= 0.13 and (band >= 0.12).float().mean() > 0.95
+
+
 def test_auto_band_renders_the_inside_of_the_surface(parts, monkeypatch):
     """With band 'auto' the fast renderer evaluates the samples within their nearest anchor's band and, whatever
     their distance, those behind it (inside the surface: with few samples per ray, a sample can lie deep inside)."""
