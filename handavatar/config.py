@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from smplx.config import Count, Fraction, NonNegInt, NonNegative, Positive, Range
 
 __all__ = ["AvatarConfig", "DEFAULTS", "DataSection", "PatchSection", "SmplSection", "NetworkSection", "LossWeights",
            "TrainSection", "LpipsSection", "RenderSection", "RunSection"]
@@ -21,27 +23,27 @@ class DataSection:
     root: str  # dataset root: data/InterHand/5, or a synthetic capture
     subject: str  # training subject '<split>/Capture<N>/<sequence>[/cam<id>]'
     eval_subject: str  # validation subject (phase: val)
-    eval_skip: int  # validate every eval_skip-th frame of it (published: 200; 160 for val_cap0)
+    eval_skip: Count  # validate every eval_skip-th frame of it (published: 200; 160 for val_cap0)
     hand: Literal["right", "left"]  # right or left
-    resolution: int  # crop size, px
-    crop_scale: float  # crop side / hand box side
-    bbox_offset: float  # margin of the posed mesh's 3D box, dm
-    box_padding: float  # further margin for the rays' near/far, dm
-    skip: int  # keep every skip-th frame
-    max_frames: int  # at most this many frames (-1: all)
+    resolution: Count  # crop size, px
+    crop_scale: Positive  # crop side / hand box side
+    bbox_offset: NonNegative  # margin of the posed mesh's 3D box, dm
+    box_padding: NonNegative  # further margin for the rays' near/far, dm
+    skip: Count  # keep every skip-th frame
+    max_frames: Annotated[int, Range(ge=-1)]  # at most this many frames (-1: all)
 
 
 @dataclass
 class PatchSection:
-    N_patches: int  # patches per image
-    size: int  # patch side, px
-    sample_subject_ratio: float  # chance that a patch is centred on the hand
+    N_patches: Count  # patches per image
+    size: Count  # patch side, px
+    sample_subject_ratio: Fraction  # chance that a patch is centred on the hand
 
 
 @dataclass
 class SmplSection:
     model_path: str  # MANO file or folder (without MANO: the open hand), or open_hand
-    levels: int  # MANO-HD subdivision levels
+    levels: NonNegInt  # MANO-HD subdivision levels
     lbs_weights: str  # MANO-HD skinning weights (scripts/train_lbs.sh); '': the averaged MANO-HD weights
     pairof: str  # the pretrained PairOF checkpoint (scripts/train_pairof.sh)
 
@@ -51,34 +53,38 @@ class NetworkSection:
     deformer: bool  # pose-conditioned template offsets
     shading: bool  # SelF (false: colour = albedo)
     shading_normal: bool  # SelF also sees the posed surface normal, camera frame (not in the paper)
-    code_dim: int  # albedo code per anchor
-    anchor_levels: int  # positional-encoding frequencies of the anchor positions
+    code_dim: Count  # albedo code per anchor
+    anchor_levels: NonNegInt  # positional-encoding frequencies of the anchor positions
+    # samples: the albedo at every ray sample, composited (published); surface: once per ray, at its expected
+    # surface point (compositing-weighted depth), times the composited shading (not in the paper)
+    albedo_at: Literal["samples", "surface"]
 
 
 @dataclass
 class LossWeights:
-    lpips: float  # LPIPS of the patches (the lpips section's metric; ST-LPIPS: patch.size >= 24)
-    l1: float  # mean |rendered - target| over the patches
-    sil: float  # point silhouette of the posed hand against the dilated mask (IoU)
-    iou3d: float  # occupancy at the ray samples against the inside test of the posed mesh (MSE)
+    lpips: NonNegative  # LPIPS of the patches (the lpips section's metric; ST-LPIPS: patch.size >= 24)
+    l1: NonNegative  # mean |rendered - target| over the patches
+    sil: NonNegative  # point silhouette of the posed hand against the dilated mask (IoU)
+    iou3d: NonNegative  # occupancy at the ray samples against the inside test of the posed mesh (MSE)
 
 
 @dataclass
 class TrainSection:
-    lr: float  # Adam learning rate of the albedo MLP and the deformer
-    lr_codes: float  # of the albedo codebook (one code per anchor; each sees few rays per image)
-    lr_shading: float  # of SelF (its sigmoid starts near 1, where gradients are small)
-    lr_pairof: float  # of PairOF's decoder (its encoders stay frozen)
-    decay_iters: int  # the learning rates fall 10x over this many images (0: decay_epochs x images)
-    decay_epochs: float  # with decay_iters 0: epochs of the training subject (published 50, 40, 30)
-    accum_iter: int  # images per optimiser step (gradients accumulated)
-    maxiter: int  # iterations (images per process) to train (0: until the decay is complete)
+    lr: Positive  # Adam learning rate of the albedo MLP and the deformer
+    lr_codes: NonNegative  # of the albedo codebook (one code per anchor; each sees few rays per image)
+    lr_shading: NonNegative  # of SelF (its sigmoid starts near 1, where gradients are small)
+    lr_pairof: NonNegative  # of PairOF's decoder (its encoders stay frozen)
+    decay_iters: NonNegInt  # the learning rates fall 10x over this many images (0: decay_epochs x images)
+    decay_epochs: Positive  # with decay_iters 0: epochs of the training subject (published 50, 40, 30)
+    accum_iter: Count  # images per optimiser step (gradients accumulated)
+    maxiter: NonNegInt  # iterations (images per process) to train (0: until the decay is complete)
     lossweights: LossWeights
-    log_every: int  # iterations between TensorBoard scalars
-    save_every: int  # iterations between latest.tar checkpoints
-    progress_every: int  # iterations between progress renders and metrics in TensorBoard (0: never)
-    progress_frames: int  # evaluation frames rendered for them
-    ema: float  # keep an exponential moving average of the weights with this decay per optimiser
+    log_every: Count  # iterations between TensorBoard scalars
+    save_every: Count  # iterations between latest.tar checkpoints
+    progress_every: NonNegInt  # iterations between progress renders and metrics in TensorBoard (0: never)
+    progress_frames: Count  # evaluation frames rendered for them
+    # keep an exponential moving average of the weights with this decay per optimiser
+    ema: Annotated[float, Range(ge=0, lt=1)]
     sil_mask: Literal["square", "disc"]  # the silhouette loss dilates the mask by a square (published) or a disc, which
 
 
@@ -92,12 +98,14 @@ class LpipsSection:
 class RenderSection:
     # fast (skips what cannot change the picture), or reference (naive, published)
     renderer: Literal["fast", "reference"]
-    group: int  # fast: samples per ray marched at once
-    tolerance: float  # fast: stop a ray once its transmittance is below this (0: never): a pixel moves
-    band: float | Literal["auto"]  # fast: evaluate only near the posed surface: within this distance (dm) of a posed
-    band_margin: float  # auto: margin added to each anchor's measured reach, dm
-    band_min: float  # auto: at least this, dm
-    band_training: float  # auto while training (the weights change at every step), dm
+    group: Count  # fast: samples per ray marched at once
+    # fast: stop a ray once its transmittance is below this (0: never): a pixel moves
+    tolerance: Annotated[float, Range(ge=0, lt=1)]
+    # fast: evaluate only near the posed surface: within this distance (dm) of a posed
+    band: Annotated[float | Literal["auto"], Range(ge=0)]
+    band_margin: NonNegative  # auto: margin added to each anchor's measured reach, dm
+    band_min: NonNegative  # auto: at least this, dm
+    band_training: NonNegative  # auto while training (the weights change at every step), dm
 
 
 @dataclass
@@ -105,10 +113,10 @@ class RunSection:
     # test, freeview, freepose, tpose or movement; outputs in <checkpoint dir>/<mode>/
     mode: Literal["test", "freeview", "freepose", "tpose", "movement"]
     ckpt: str  # checkpoint to render ('': <out_root>/<experiment>/latest.tar)
-    frame_idx: int  # frame of data.subject (its usable frames, no skip) giving camera and pose
+    frame_idx: NonNegInt  # frame of data.subject (its usable frames, no skip) giving camera and pose
     axis: Literal["x", "y", "z"]  # freeview orbit axis in the model frame: x, y (the frame camera's image down) or z
-    views: int  # freeview (and tpose_orbit) views around the full circle
-    frames: int  # freepose frames, from the ranges' starts to their ends
+    views: Count  # freeview (and tpose_orbit) views around the full circle
+    frames: Count  # freepose frames, from the ranges' starts to their ends
     # freepose, published table: per MANO joint [x, y, z] ranges [from, to], degrees
     joint_rot: dict[str, list[list[float]]]
     tpose_orbit: bool  # tpose: orbit like freeview (true) or only the frame camera (false)
@@ -117,15 +125,15 @@ class RunSection:
     motion_file: str  # movement: .npz or .json of poses instead (see README); one of the two is set
     # movement: global rotation of the driving sequence (motion) or of frame_idx (frame)
     motion_orient: Literal["motion", "frame"]
-    motion_skip: int  # movement: use every motion_skip-th driving frame
+    motion_skip: Count  # movement: use every motion_skip-th driving frame
     # image of frames and videos: rgb, albedo (shading off) or shading (shading only)
     layer: Literal["rgb", "albedo", "shading"]
     save_layers: bool  # also write albedo/ and shading/ PNGs of every frame
     export_mesh: bool  # write the PairOF surface and the posed MANO-HD mesh of every frame (model frame)
     mesh_format: Literal["obj", "ply"]  # obj or ply
-    mesh_resolution: int  # marching-cubes grid points per axis of the PairOF surface
-    resolution: int  # image side, px (0: data.resolution)
-    fps: int  # frames per second of the MP4 and GIF
+    mesh_resolution: Annotated[int, Range(ge=2)]  # marching-cubes grid points per axis of the PairOF surface
+    resolution: NonNegInt  # image side, px (0: data.resolution)
+    fps: Count  # frames per second of the MP4 and GIF
 
 
 @dataclass
@@ -136,8 +144,9 @@ class AvatarConfig:
     resume: bool  # continue from latest.tar when the run folder has one
     device: Literal["auto", "cpu", "cuda"]  # auto (CUDA when present), cpu or cuda
     seed: int  # model initialisation, patches, backgrounds, ray jitter
-    N_samples: int  # samples per ray
-    chunk: int | Literal["auto"]  # rays rendered at once (auto: 4,096 on the CPU, 65,536 on CUDA)
+    N_samples: Count  # samples per ray
+    # rays rendered at once (auto: 4,096 on the CPU, 65,536 on CUDA)
+    chunk: Annotated[int | Literal["auto"], Range(ge=1)]
     sampling: Literal["box", "parts"]  # box: near..far of the hand's 3D box (published); parts: inside the part boxes
     render: RenderSection  # the renderer's options
     precision: Literal["float32", "bfloat16"]  # float32, or bfloat16 (PairOF's networks under autocast)

@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import imageio.v3 as iio
 import numpy as np
@@ -29,7 +29,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 import smplx
 from smplx import MANO, PAPER_FRAME
-from smplx.config import config_to_dict, parse_config_command, resolve_device
+from smplx.config import (Count, NonNegInt, NonNegative, Positive, Range,
+                          config_to_dict, parse_config_command, resolve_device)
 from smplx.fileio import atomic_write
 from smplx.training import RunFolder, optimisation_step
 from smplx.hand_pose import named_poses
@@ -50,25 +51,26 @@ PUBLISHED = Path("pairof/out/pretrained_pairof/pairof.ckpt")
 class ModelConfig:
     path: str  # MANO file or folder (a folder without MANO gives the open hand), or open_hand
     is_rhand: bool  # right hand
-    levels: int  # MANO-HD subdivision levels
+    levels: NonNegInt  # MANO-HD subdivision levels
     lbs_weights: str  # pretrained MANO-HD skinning weights; '' or a missing file: the averaged weights
 
 
 @dataclass
 class FieldConfig:
-    part_samples: int  # surface points per part cloud (half tight, half extended)
-    anchors: int  # surface anchors for the appearance lookup
-    neighbours: int  # nearest anchors per query point
-    box_padding: float  # part boxes are this many times their vertices' extent
-    extended_dist: float  # metres: reach of a part's extended faces
+    part_samples: Annotated[int, Range(ge=2)]  # surface points per part cloud (half tight, half extended)
+    anchors: Count  # surface anchors for the appearance lookup
+    neighbours: Count  # nearest anchors per query point
+    box_padding: Positive  # part boxes are this many times their vertices' extent
+    extended_dist: NonNegative  # metres: reach of a part's extended faces
     seed: int  # draws the fixed surface samples
-    input_scale: float  # bone-frame coordinates x this before the networks (1: published dm; 10: cm)
+    input_scale: Positive  # bone-frame coordinates x this before the networks (1: published dm; 10: cm)
 
 
 @dataclass
 class PointConfig:
-    per_part: int  # training points per part and pose: half uniform in its box, half near the surface
-    surface_std: float  # Gaussian jitter of the near-surface points, dm
+    # training points per part and pose: half uniform in its box, half near the surface
+    per_part: Annotated[int, Range(ge=2)]
+    surface_std: NonNegative  # Gaussian jitter of the near-surface points, dm
 
 
 @dataclass
@@ -80,20 +82,20 @@ class PairOFTrainConfig:
     precision: Literal["float32", "bfloat16"]  # bfloat16: the networks under autocast
     model: ModelConfig
     field: FieldConfig
-    steps: int  # optimisation steps
-    batch: int  # poses per step
-    lr: float  # Adam learning rate
-    lr_gamma: float  # exponential decay of the learning rate per step
+    steps: NonNegInt  # optimisation steps
+    batch: Count  # poses per step
+    lr: Positive  # Adam learning rate
+    lr_gamma: Annotated[float, Range(gt=0, le=1)]  # exponential decay of the learning rate per step
     loss: Literal["mse", "bce"]  # mse: the published (COAP) loss; bce: binary cross-entropy, learns faster
     points: PointConfig
     poses: PoseConfig
-    log_every: int  # steps between TensorBoard scalars
-    checkpoint_every: int  # steps between checkpoints
-    eval_poses: int  # held-out poses of the evaluation
+    log_every: Count  # steps between TensorBoard scalars
+    checkpoint_every: Count  # steps between checkpoints
+    eval_poses: Count  # held-out poses of the evaluation
     eval_seed: int  # their seed
-    eval_points: int  # points per held-out pose and kind (box-uniform, near-surface)
-    eval_surface_std: float  # dm: jitter of the near-surface evaluation points (fixed, so runs compare)
-    mesh_resolution: int  # marching-cubes grid of the fist mesh
+    eval_points: Count  # points per held-out pose and kind (box-uniform, near-surface)
+    eval_surface_std: NonNegative  # dm: jitter of the near-surface evaluation points (fixed, so runs compare)
+    mesh_resolution: Annotated[int, Range(ge=2)]  # marching-cubes grid of the fist mesh
     resume: bool  # continue from checkpoint.pt when the run folder has one
     publish: bool  # copy pairof.ckpt to pairof/out/pretrained_pairof/pairof.ckpt
 

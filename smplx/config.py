@@ -2,31 +2,71 @@
 
 Each command describes its configuration as nested dataclasses (one per component, fields typed, no defaults in
 Python: `default.yaml` holds them all, with a comment each). `load_config` merges the YAML files and the overrides,
-rejects unknown keys (naming the nearest valid one), missing keys and values of the wrong type, and returns the
-dataclass tree. YAML is read with `yaml.safe_load` only.
+rejects unknown keys (naming the nearest valid one), missing keys, values of the wrong type, numbers that are not
+finite and numbers outside their field's range, and returns the dataclass tree. YAML is read with `yaml.safe_load`
+only. A field declares its range with `Annotated`:
+
+    lr: Annotated[float, Range(gt=0)]  # Adam learning rate (the alias Positive says the same)
+    max_frames: Annotated[int, Range(ge=-1)]  # at most this many frames (-1: all)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
-__all__ = ["load_config", "config_to_dict", "ConfigError", "resolve_device", "parse_config_command"]
+from smplx.cli import InputError, MissingFileError
+
+__all__ = ["load_config", "config_to_dict", "ConfigError", "Range", "Count", "NonNegInt", "Positive", "NonNegative",
+           "Fraction", "resolve_device", "parse_config_command"]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value or key that a user wrote is wrong; the message says where and what to do."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric config field (each bound optional): gt < value, ge <= value, value < lt,
+    value <= le. Used as `Annotated[float, Range(gt=0)]`; checked when the config is loaded."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def check(self, value: Any, where: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return  # the non-numeric alternative of a union such as int | Literal['auto']
+        for bound, holds, sign in ((self.gt, lambda b: value > b, ">"), (self.ge, lambda b: value >= b, ">="),
+                                   (self.lt, lambda b: value < b, "<"), (self.le, lambda b: value <= b, "<=")):
+            if bound is not None and not holds(bound):
+                raise ConfigError(f"{where}={value!r} is out of range: it must be {self}")
+
+    def __str__(self) -> str:
+        parts = [f"{sign} {bound:g}" for bound, sign in ((self.gt, ">"), (self.ge, ">="), (self.lt, "<"),
+                                                         (self.le, "<=")) if bound is not None]
+        return " and ".join(parts)
+
+
+Count = Annotated[int, Range(ge=1)]  # 1, 2, ...
+NonNegInt = Annotated[int, Range(ge=0)]  # 0, 1, ...
+Positive = Annotated[float, Range(gt=0)]
+NonNegative = Annotated[float, Range(ge=0)]
+Fraction = Annotated[float, Range(ge=0, le=1)]
 
 
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise MissingFileError(f"config file {path} does not exist; check the path (the configs are under configs/)")
     try:
         tree = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -62,6 +102,13 @@ def _parse_override(text: str) -> dict:
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:
     origin = typing.get_origin(kind)
+    if origin is Annotated:
+        inner, *marks = typing.get_args(kind)
+        value = _coerce(value, inner, where)
+        for mark in marks:
+            if isinstance(mark, Range):
+                mark.check(value, where)
+        return value
     if origin is Literal:
         if value not in typing.get_args(kind):
             raise ConfigError(f"{where}={value!r} is not one of {list(typing.get_args(kind))}")
@@ -100,11 +147,13 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     if kind is float:
         if isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if kind is str:
         if not isinstance(value, str):
@@ -120,7 +169,7 @@ def _build(cls: type, tree: dict, where: str):
             near = difflib.get_close_matches(key, fields, n=1)
             hint = f"; did you mean {where}{near[0]}?" if near else f"; valid keys: {sorted(fields)}"
             raise ConfigError(f"unknown config key {where}{key}{hint}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     values = {}
     for name in fields:
         if name not in tree:

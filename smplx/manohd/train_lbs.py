@@ -15,14 +15,15 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import trimesh
 from torch.utils.tensorboard import SummaryWriter
 
 import smplx
-from smplx.config import config_to_dict, parse_config_command, resolve_device
+from smplx.config import (Count, NonNegInt, NonNegative, Positive, Range,
+                          config_to_dict, parse_config_command, resolve_device)
 from smplx.fileio import atomic_write
 from smplx.training import RunFolder, optimisation_step
 from smplx.hand_pose import named_poses
@@ -38,23 +39,23 @@ MM_PER_UNIT = 100.0  # the layers work in decimetres (scale 10)
 class ModelConfig:
     path: str  # MANO file or folder; a folder without MANO_RIGHT/LEFT gives the open hand
     is_rhand: bool  # right hand
-    levels: int  # MANO-HD subdivision levels
+    levels: NonNegInt  # MANO-HD subdivision levels
 
 
 @dataclass
 class LossConfig:
-    laplacian: float  # weight of the uniform Laplacian smoothness of the posed HD mesh
-    surface: float  # weight of the HD-to-base squared surface distance (both directions)
-    normal: float  # weight of the normal consistency of the posed HD mesh
-    sparsity: float  # weight of the mean 1 - exp(-k w)
-    sparsity_sharpness: float  # k
+    laplacian: NonNegative  # weight of the uniform Laplacian smoothness of the posed HD mesh
+    surface: NonNegative  # weight of the HD-to-base squared surface distance (both directions)
+    normal: NonNegative  # weight of the normal consistency of the posed HD mesh
+    sparsity: NonNegative  # weight of the mean 1 - exp(-k w)
+    sparsity_sharpness: Positive  # k
 
 
 @dataclass
 class PoseConfig:
-    pool: int  # hand poses pre-sampled from the model's prior, drawn from at every step
+    pool: Count  # hand poses pre-sampled from the model's prior, drawn from at every step
     global_rotation: bool  # uniformly random global rotation per pose
-    shape_std: float  # betas ~ N(0, shape_std)
+    shape_std: NonNegative  # betas ~ N(0, shape_std)
 
 
 @dataclass
@@ -64,17 +65,17 @@ class LBSConfig:
     seed: int  # random seed of the pose pool and the batches
     device: Literal["auto", "cpu", "cuda"]  # auto: CUDA when present
     model: ModelConfig
-    steps: int  # optimisation steps
-    batch: int  # poses per step
-    lr: float  # Adam learning rate
-    lr_gamma: float  # exponential decay of the learning rate per step
-    candidates: int  # nearest faces / vertices searched by the surface distance
+    steps: NonNegInt  # optimisation steps
+    batch: Count  # poses per step
+    lr: Positive  # Adam learning rate
+    lr_gamma: Annotated[float, Range(gt=0, le=1)]  # exponential decay of the learning rate per step
+    candidates: Count  # nearest faces / vertices searched by the surface distance
     loss: LossConfig
     poses: PoseConfig
-    log_every: int  # steps between TensorBoard scalars
-    snapshot_every: int  # steps between OBJ snapshots (0: none)
-    checkpoint_every: int  # steps between checkpoints
-    eval_poses: int  # held-out poses of the evaluation
+    log_every: Count  # steps between TensorBoard scalars
+    snapshot_every: NonNegInt  # steps between OBJ snapshots (0: none)
+    checkpoint_every: Count  # steps between checkpoints
+    eval_poses: Count  # held-out poses of the evaluation
     eval_seed: int  # seed of the held-out poses (different from seed)
     resume: bool  # continue from checkpoint.pt when the run folder has one
     publish: bool  # copy the result to smplx/out/pretrained_lbs_weights/lbs_weights.pth
