@@ -24,6 +24,9 @@ class DataSection:
     subject: str  # training subject '<split>/Capture<N>/<sequence>[/cam<id>]'
     eval_subject: str  # validation subject (phase: val)
     eval_skip: Count  # validate every eval_skip-th frame of it (published: 200; 160 for val_cap0)
+    # the order eval_skip counts frames in: published (data.json's annotation order, as the published loader) or
+    # sorted by (frame, camera); the two give the same frames when data.json lists frames in that order
+    eval_order: Literal["published", "sorted"]
     hand: Literal["right", "left"]  # right or left
     resolution: Count  # crop size, px
     crop_scale: Positive  # crop side / hand box side

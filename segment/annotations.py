@@ -3,7 +3,8 @@
 A subject is '<split>/Capture<N>/<sequence>' (all cameras, as the published configs use it) or
 '<split>/Capture<N>/<sequence>/cam<id>' (one camera). The four JSON files of the split are read once and indexed by
 (capture, frame, camera); nothing of another split is held. Frames that cannot be used are counted by reason, never
-silently dropped.
+silently dropped. Each frame also keeps its annotation's position in data.json, the order in which the published loader
+reads the frames (and takes every skip-th of them).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class FrameRecord:
     shape: np.ndarray  # (10,) betas
     world_joints: np.ndarray  # (21, 3) mm, this hand, InterHand joint order
     joint_valid: np.ndarray  # (21,) bool, this hand
+    annotation_index: int = -1  # position of the frame's annotation in data.json's 'annotations' (published order)
 
 
 def box_ok(bbox, width: int, height: int) -> bool:
@@ -107,6 +109,7 @@ class SplitAnnotations:
         try:
             self.images = {image["id"]: image for image in data["images"]}
             self.annotations = {ann["image_id"]: ann for ann in data["annotations"]}
+            self.annotation_index = {ann["image_id"]: i for i, ann in enumerate(data["annotations"])}
         except (KeyError, TypeError) as error:
             raise ValueError(f"{files['data']} is not an InterHand2.6M data file: missing {error}") from error
         self.cameras = _read_json(files["camera"])
@@ -116,7 +119,8 @@ class SplitAnnotations:
                       for image_id, i in self.images.items()}
 
     def frames(self, subject: Subject, hand: str = "right") -> tuple[list[FrameRecord], Counter]:
-        """The frames of a subject that have everything a hand avatar needs, in (frame, camera) order.
+        """The frames of a subject that have everything a hand avatar needs, in (frame, camera) order (each with its
+        `annotation_index`, for the published order).
 
         Returns:
             The records, and the count of skipped images by reason ('no annotation', 'hand type left', 'MANO
@@ -171,5 +175,6 @@ class SplitAnnotations:
                 campos=np.asarray(cams["campos"][camera], dtype=float),
                 pose=np.asarray(params["pose"], dtype=float), shape=np.asarray(params["shape"], dtype=float),
                 world_joints=np.asarray(joints["world_coord"], dtype=float)[rows],
-                joint_valid=np.asarray(ann["joint_valid"], dtype=float).reshape(-1)[rows] > 0))
+                joint_valid=np.asarray(ann["joint_valid"], dtype=float).reshape(-1)[rows] > 0,
+                annotation_index=self.annotation_index[image_id]))
         return records, rejected

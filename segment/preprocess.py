@@ -34,7 +34,7 @@ from segment.posing import create_model, pose_hands
 __all__ = ["AnnotationCache", "build_cache", "load_cache", "cache_path", "square_box", "NoUsableFrames",
            "CACHE_VERSION"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: annotation_order
 MIN_MASK_PX = 3000  # reference §6.2 filters
 MIN_HAND_INTENSITY = 20
 
@@ -114,6 +114,7 @@ class AnnotationCache:
     box_max: np.ndarray  # (F, 3)
     bbox: np.ndarray  # (F, 4) square 2D box [x, y, w, h], px
     size: np.ndarray  # (F, 2) image width, height
+    annotation_order: np.ndarray  # (F,) position of each frame's annotation in data.json (the published frame order)
     fingerprint: str = ""
     model_source: str = ""
 
@@ -121,7 +122,8 @@ class AnnotationCache:
         return len(self.keys)
 
     def select(self, index) -> AnnotationCache:
-        """A cache of a subset of frames (e.g. every skip-th: `cache.select(slice(None, None, skip))`)."""
+        """A cache of a subset of frames (e.g. every skip-th: `cache.select(slice(None, None, skip))`), or of the frames
+        in another order (an index array)."""
         fields = {k: v[index] for k, v in vars(self).items() if isinstance(v, np.ndarray)}
         return AnnotationCache(**fields, fingerprint=self.fingerprint, model_source=self.model_source)
 
@@ -173,6 +175,7 @@ def build_cache(root: str | Path, subject: Subject, *, hand: str = "right", mode
         box_min=posed.vertices.min(1) - bbox_offset, box_max=posed.vertices.max(1) + bbox_offset,
         bbox=np.stack([square_box(r.bbox, r.width, r.height) for r in records]),
         size=np.array([[r.width, r.height] for r in records]),
+        annotation_order=np.array([r.annotation_index for r in records]),
         fingerprint=_fingerprint(root, subject, hand, layer.source, bbox_offset), model_source=layer.source)
     cache.save(cache_path(root, subject, hand))
     return cache, rejected

@@ -47,6 +47,8 @@ class DataConfig:
     sample_subject_ratio: float = 0.8  # chance that a patch is centred on the hand
     background: str = "random"  # 'random' (a colour per sample), 'black' or 'white'
     skip: int = 1  # keep every skip-th frame
+    order: str = "sorted"  # before skip: 'sorted' by (capture, frame, camera), or 'published': data.json's annotation
+    # order, as the published loader (the same frames when data.json lists them frame by frame)
     max_frames: int = -1  # keep at most this many frames (-1: all)
     layers: bool = False  # also the albedo and shading ground truth of a synthetic capture ('target_albedo', ...)
 
@@ -64,12 +66,16 @@ class InterHandDataset(Dataset):
             raise ValueError(f"data mode {config.mode!r} is not 'patch' or 'image'")
         if config.background not in ("random", "black", "white"):
             raise ValueError(f"background {config.background!r} is not 'random', 'black' or 'white'")
+        if config.order not in ("sorted", "published"):
+            raise ValueError(f"frame order {config.order!r} is not 'sorted' or 'published'")
         if config.mode == "patch" and config.patch_size > config.resolution:
             raise ValueError(f"patch_size {config.patch_size} is larger than the crop ({config.resolution})")
         self.config = config
         self.subject = Subject.parse(config.subject)
         cache = cache if cache is not None else load_cache(config.root, self.subject, hand=config.hand,
                                                            model=config.model, bbox_offset=config.bbox_offset)
+        if config.order == "published":
+            cache = cache.select(np.argsort(cache.annotation_order, kind="stable"))
         cache = cache.select(slice(None, None, max(config.skip, 1)))
         self.cache = cache.select(slice(None, config.max_frames if config.max_frames >= 0 else None))
         if len(self.cache) == 0:
