@@ -247,15 +247,16 @@ def dry_run_module(module: str, argv: list[str], where: str) -> list[str]:
         return [f"{where}: python -m {module} does not import: {type(error).__name__}: {error}"]
     if not hasattr(target, "main"):
         return [f"{where}: python -m {module}: the module has no main() to run"]
-    if "parse_args(" not in inspect.getsource(target) and "parse_config_command(" not in inspect.getsource(target):
-        return [f"{where}: python -m {module}: its main() parses no arguments here, so it cannot be dry-run"]
-    original = argparse.ArgumentParser.parse_args
+    original = argparse.ArgumentParser.parse_known_args
 
-    def parse_and_stop(self, args=None, namespace=None):
-        raise _Parsed(original(self, args, namespace))
+    def parse_and_stop(self, args=None, namespace=None):  # every argparse entry goes through parse_known_args
+        namespace, extras = original(self, args, namespace)
+        if extras:  # as parse_args does; none of our mains takes unknown arguments on purpose
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        raise _Parsed(namespace)
 
     out, err = io.StringIO(), io.StringIO()
-    argparse.ArgumentParser.parse_args = parse_and_stop
+    argparse.ArgumentParser.parse_known_args = parse_and_stop
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             if inspect.signature(target.main).parameters:
@@ -272,7 +273,7 @@ def dry_run_module(module: str, argv: list[str], where: str) -> list[str]:
         lines = (err.getvalue() or out.getvalue()).strip().splitlines()
         return [f"{where}: python -m {module} exits {stop.code}: {lines[-1] if lines else ''}"]
     finally:
-        argparse.ArgumentParser.parse_args = original
+        argparse.ArgumentParser.parse_known_args = original
     overrides = list(getattr(namespace, "overrides", None) or [])
     config = getattr(namespace, "config", None)
     if config is None and not overrides:
