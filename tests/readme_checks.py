@@ -273,6 +273,11 @@ def dry_run_module(module: str, argv: list[str], where: str) -> list[str]:
         return [f"{where}: python -m {module} exits {stop.code}: {lines[-1] if lines else ''}"]
     finally:
         argparse.ArgumentParser.parse_known_args = original
+    if module == "handavatar.demo":  # stage names are checked by the runner, after parsing
+        from handavatar.demo import ROOT as DEMO_ROOT, demo_stages
+        names = [stage.name for stage in demo_stages(DEMO_ROOT)]
+        given = [getattr(namespace, key) for key in ("start", "only", "force") if getattr(namespace, key, None)]
+        return [f"{where}: no demo stage {name!r} (stages: {', '.join(names)})" for name in given if name not in names]
     overrides = list(getattr(namespace, "overrides", None) or [])
     config = getattr(namespace, "config", None)
     if config is None and not overrides:

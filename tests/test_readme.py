@@ -67,6 +67,8 @@ def test_the_checks_catch_plausible_bugs(tmp_path):
     assert problems_of("scripts/train_avatar.sh configs/synthetic/demo.yaml")
     assert problems_of("make tset")
     assert problems_of("make demo ARGS=--lsit")
+    assert problems_of("python -m handavatar.demo --only vall")
+    assert not problems_of("python -m handavatar.demo --only val")
     assert problems_of("python -m segment.preprocess --root data/InterHand/5 --subjects test/Capture0/ROM04")
     assert not problems_of("scripts/train_hand.sh configs/synthetic/demo.yaml train.maxiter=5")
     assert check_links_and_paths("README.md", "[testing](docs/tseting.md)")
