@@ -31,7 +31,7 @@ from smplx import MANO
 from smplx.joint_names import NUM_JOINTS, PARENTS
 from smplx.lbs import batch_rigid_transform, batch_rodrigues
 from pairof.networks import ImplicitNet, ResnetPointnet
-from pairof.partition import PAIRS, partition_mesh, sample_faces
+from pairof.partition import PAIRS, Partition, partition_mesh, sample_faces
 
 __all__ = ["PairOF", "PairOFEncoding", "PairOFOutput", "masked_softmax_pool", "PART_COLOURS"]
 
@@ -112,17 +112,20 @@ class PairOF(nn.Module):
         centre: (3,) rest-pose point the canonical anchors are stored relative to (from_layer: joint 4, as §3.2).
         input_scale: bone-frame coordinates are multiplied by this before the networks see them (1: the published
             decimetres; 10: centimetres, which the networks fit faster).
+        partition: the parts to use instead of `partition_mesh(template, faces, lbs_weights)` (an imported field's,
+            handavatar.authors); the surface samples are drawn from it the same way.
     """
 
     def __init__(self, template: Tensor, faces: Tensor, lbs_weights: Tensor, *, part_samples: int = 256,
                  anchors: int = 4096, neighbours: int = 4, extended_dist: float = 0.01, box_padding: float = 2.0,
                  code_size: int = 64, hidden: int = 64, sigma: float = 0.05, soft_beta: float = 0.05, seed: int = 0,
-                 centre: Tensor | None = None, input_scale: float = 1.0):
+                 centre: Tensor | None = None, input_scale: float = 1.0, partition: Partition | None = None):
         super().__init__()
         vertices = template.detach().double().cpu().numpy()
         faces_np = faces.cpu().numpy()
-        partition = partition_mesh(vertices, faces_np, lbs_weights.detach().cpu().numpy(),
-                                   extended_dist=extended_dist)
+        if partition is None:
+            partition = partition_mesh(vertices, faces_np, lbs_weights.detach().cpu().numpy(),
+                                       extended_dist=extended_dist)
         rng = np.random.default_rng(seed)
         sample_face, sample_bary = [], []
         for k in range(NUM_JOINTS):
