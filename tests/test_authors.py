@@ -173,12 +173,18 @@ def test_colour_mlp_and_anchors_written_by_hand_load_as_they_mean(ours, theirs, 
      r"'decoder.lin1.weight' has shape \(64, 127\), expected \(64, 128\)"),
     ("deformer.vert_dict", "shape", r"'deformer.vert_dict' has shape .* expected \(1, \d+, 39\)"),
     ("smpl_body.coap.partitioner.w1", "delete", r"no key 'partitioner.w1'"),
+    ("non_rigid_mlp.lin0.weight", "add", r"does not map: \['non_rigid_mlp.lin0.weight'\]"),
+    ("smpl_body.v_template", "move", r"'smpl_body.v_template' differs from this config's hand model"),
 ])
 def test_missing_keys_and_wrong_shapes_are_named(ours, theirs, tmp_path, key, change, message):
     work, _, settings = ours
     saved = torch.load(theirs["avatar"], weights_only=True)
     if change == "delete":
         del saved["network"][key]
+    elif change == "add":
+        saved["network"][key] = torch.zeros(4, 4)
+    elif change == "move":
+        saved["network"][key] = saved["network"][key] + 1e-4  # 0.1 mm: another MANO file
     else:
         saved["network"][key] = saved["network"][key][..., :-1]
     torch.save(saved, tmp_path / "latest.tar")

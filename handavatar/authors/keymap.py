@@ -15,6 +15,7 @@ extended faces, with `seed` (reference §3.4; the only thing an import cannot co
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import torch
@@ -44,6 +45,8 @@ _AVATAR_NETWORKS = ((r"albedo\.codes", "color_dict"),
                     (r"deformer\.embedded", "deformer.vert_dict"),
                     (r"shading\.net\.layers\.(\d+)\.(weight|bias)", "shadow_network.lin{0}.{1}"),
                     (r"anchor_embedding", "anchor_embed"))
+_AVATAR_PARTS = ("smpl_body.", "color_dict", "color_network.", "deformer.", "shadow_network.", "anchor_embed")
+_FIELD_PARTS = ("partitioner.", "connect", "part_encoder.", "local_encoder.", "decoder.")
 _UNSQUEEZED = {"deformer.vert_dict"}  # (1, V, 39) there, (V, 39) here
 _FROM_OUR_HAND = ("hand.", "deformer.template", "deformer.centre_weights")  # rebuilt from the hand model here
 
@@ -183,6 +186,10 @@ def field_from_authors(state: dict, hand: MANO, *, where: str, **settings) -> Pa
             not follow the layer's skinning weights (each message names the key and the file).
     """
     state = strip_field_prefix(state, where)
+    ignored = sorted(k for k in state if not k.startswith(_FIELD_PARTS))
+    if ignored:  # the layout of their pairof.ckpt is inferred (reference §3.10): extra entries are named, not fatal
+        warnings.warn(f"{where}: ignoring {len(ignored)} entries this importer does not map: {ignored[:4]}",
+                      stacklevel=2)
     for key, want in (("connect", torch.tensor(PAIRS).reshape(-1)), ("partitioner.parents", torch.tensor(PARENTS)),
                       ("partitioner.joint_mapper", torch.ones(NUM_JOINTS, dtype=torch.bool))):
         if key in state and not torch.equal(_take(state, key, None, where).reshape(-1).to(want.dtype), want):
@@ -243,6 +250,10 @@ def avatar_state_from_authors(state: dict, avatar: HandAvatar, *, where: str, **
         InputError: a key is missing or of the wrong shape, their hand model differs from this config's, or their
             avatar has a branch this config switches off (the message names the key and the config key).
     """
+    unknown = sorted(k for k in state if not k.startswith(_AVATAR_PARTS))
+    if unknown:
+        raise InputError(f"{where} has tensors of a branch this importer does not map: {unknown[:4]} (the published "
+                         "configs switch non_rigid_mlp and pose_decoder off; docs/fidelity.md lists the keys)")
     hand = avatar.hand
     for theirs, ours in HAND_KEYS.items():
         key, mine = f"smpl_body.{theirs}", getattr(hand, ours).detach().cpu()
