@@ -8,15 +8,16 @@ its shapes checked against the config (the error names the tensors and the confi
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import torch
 
 import smplx
 from smplx import PAPER_FRAME
+from smplx.cli import InputError, MissingFileError
 from smplx.config import config_to_dict
 from smplx.manohd.skinning import load_lbs_weights
+from smplx.torchfile import read_torch_file
 from pairof import load_pairof
 from handavatar.config import AvatarConfig
 from handavatar.model import HandAvatar
@@ -80,7 +81,7 @@ def _check_state(expected: dict, found: dict, saved_config: str | None, config: 
     differ = _differences(saved_config, config)
     hints = sorted({hint for name, _, _ in wrong for prefix, hint in _HINTS.items() if name.startswith(prefix)})
     cause = (f"its config differs in {'; '.join(differ)}" if differ else f"check {'; '.join(hints)}")
-    raise ValueError(f"checkpoint {path} does not fit this config ({len(wrong)} tensors differ: {'; '.join(text)}"
+    raise InputError(f"checkpoint {path} does not fit this config ({len(wrong)} tensors differ: {'; '.join(text)}"
                      f"{'; ...' if len(wrong) > 4 else ''}); {cause}. Render with the config it was trained with "
                      f"(config.yaml beside it) or set those keys")
 
@@ -94,16 +95,13 @@ def load_avatar(config: AvatarConfig, device: torch.device) -> tuple[HandAvatar,
     """
     path = Path(config.run.ckpt) if config.run.ckpt else Path(config.out_root) / config.experiment / "latest.tar"
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: train the avatar first (scripts/train_hand.sh "
+        raise MissingFileError(f"checkpoint {path} does not exist: train the avatar first (scripts/train_hand.sh "
                                 "with the same config and experiment), or set run.ckpt=PATH to a latest.tar")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise ValueError(f"checkpoint {path} cannot be read ({error}); expected a latest.tar of "
-                         "handavatar.train") from error
+    state = read_torch_file(path, what="an avatar checkpoint (a latest.tar of handavatar.train)", map_location=device,
+                            remedy="train it again, or set run.ckpt to another latest.tar")
     if not isinstance(state, dict) or "network" not in state:
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"checkpoint {path} is not an avatar checkpoint: expected the keys iter, network, optimizer, "
+        raise InputError(f"checkpoint {path} is not an avatar checkpoint: expected the keys iter, network, optimizer, "
                          f"config of handavatar.train, found {found}")
     avatar = build_avatar(config, device)
     _check_state(avatar.state_dict(), state["network"], state.get("config"), config, path)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from smplx.body_models import OPEN_HAND, find_model_file
+from smplx.cli import InputError, cli_main
 from smplx.config import load_config
 from smplx.manohd.train_lbs import PUBLISHED as LBS_PUBLISHED, LBSConfig
 from pairof.train import PUBLISHED as PAIROF_PUBLISHED, PairOFTrainConfig
@@ -133,14 +134,14 @@ def demo_stages(root: Path = ROOT) -> list[Stage]:
     for where, other in ((f"{LBS_CONFIG} model.path", lbs.model.path), (f"{PAIROF_CONFIG} model.path",
                                                                          pairof.model.path)):
         if other != model_path:
-            raise ValueError(f"{where}={other!r} but {AVATAR_CONFIG} smpl_cfg.model_path={model_path!r}: the demo "
+            raise InputError(f"{where}={other!r} but {AVATAR_CONFIG} smpl_cfg.model_path={model_path!r}: the demo "
                              "needs one hand model; make them agree")
     hand_file, open_hand_folder = _hand_model(root, model_path, d.hand)
     open_hand, folder = bool(open_hand_folder), open_hand_folder or "mano"
     picture = f"{folder}/open_hand_poses.png"
     subjects = {"train": Subject.parse(d.subject), "eval": Subject.parse(d.eval_subject)}
     if len({(s.split, s.capture) for s in subjects.values()}) != 1:
-        raise ValueError(f"data.subject={d.subject!r} and data.eval_subject={d.eval_subject!r} are in different "
+        raise InputError(f"data.subject={d.subject!r} and data.eval_subject={d.eval_subject!r} are in different "
                          "splits or captures; the demo makes masks for one capture")
     split, capture_id = subjects["train"].split, subjects["train"].capture
     data = d.root
@@ -211,6 +212,7 @@ def demo_stages(root: Path = ROOT) -> list[Stage]:
     return stages
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handavatar.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,9 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as error:
         print(f"\n{error or 'interrupted'}", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     return 0
 
 

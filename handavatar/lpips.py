@@ -29,6 +29,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from smplx.cli import InputError, MissingFileError
+from smplx.torchfile import read_torch_file
+
 __all__ = ["LPIPS", "load_lpips"]
 
 _STLPIPS_PACKAGE = "stlpips-pytorch"
@@ -175,36 +178,37 @@ class LPIPS(nn.Module):
 @functools.lru_cache(maxsize=4)
 def _read_state_dict(path: str, mtime_ns: int) -> dict[str, Tensor]:
     """The tensors of a checkpoint file, read once per (path, modification time) in a process."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    remedy = "give the file the lpips section of the config asks for, or leave both paths empty for ST-LPIPS"
+    state = read_torch_file(path, what="a state dict of tensors", remedy=remedy)
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
+        raise InputError(f"{path} holds a {type(state).__name__}, not a state dict of tensors; {remedy}")
     return state
 
 
 def _read(path: Path, what: str) -> dict[str, Tensor]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: expected {what}")
+        raise MissingFileError(f"{path} does not exist: expected {what}")
     return _read_state_dict(str(path.resolve()), path.stat().st_mtime_ns)
 
 
 def _check_keys(state: dict[str, Tensor], expected: dict[str, Tensor], path: Path, what: str) -> None:
-    """Raise KeyError naming the missing and unexpected keys, ValueError naming keys of the wrong shape."""
+    """Raise InputError naming the missing and unexpected keys, or the keys of the wrong shape."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise KeyError(f"{path} is not {what}: missing keys {missing[:6]}{' ...' if len(missing) > 6 else ''}, "
+        raise InputError(f"{path} is not {what}: missing keys {missing[:6]}{' ...' if len(missing) > 6 else ''}, "
                        f"unexpected keys {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
     wrong = [f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})" for key, value in expected.items()
              if state[key].shape != value.shape]
     if wrong:
-        raise ValueError(f"{path} is not {what}: wrong shapes for {wrong[:6]}")
+        raise InputError(f"{path} is not {what}: wrong shapes for {wrong[:6]}")
 
 
 def _stlpips_weights() -> tuple[Path, str]:
     """Path of the ST-LPIPS VGG weights in the installed stlpips-pytorch, and its version; nothing is imported."""
     spec = importlib.util.find_spec("stlpips_pytorch")  # finds the package without executing it
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"the {_STLPIPS_PACKAGE} package, whose wheel ships the ST-LPIPS weights, is not installed: run `make "
             f"install` (it is pinned in requirements.txt), or give both LPIPS-VGG paths")
     return Path(spec.submodule_search_locations[0]) / _STLPIPS_VGG, importlib.metadata.version(_STLPIPS_PACKAGE)
@@ -255,7 +259,7 @@ def load_lpips(vgg_path: str | os.PathLike = "", heads_path: str | os.PathLike =
         An `LPIPS` whose `name` says which network and weights it uses.
     """
     if bool(str(vgg_path)) != bool(str(heads_path)):
-        raise ValueError(f"LPIPS-VGG needs both the VGG16 checkpoint and the linear heads, got vgg_path="
+        raise InputError(f"LPIPS-VGG needs both the VGG16 checkpoint and the linear heads, got vgg_path="
                          f"{str(vgg_path)!r} and heads_path={str(heads_path)!r}; leave both empty for ST-LPIPS")
     model = _load_lpips_vgg(Path(vgg_path), Path(heads_path)) if str(vgg_path) else _load_stlpips()
     model.requires_grad_(False)

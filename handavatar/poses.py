@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from smplx.cli import InputError, MissingFileError
 from smplx.hand_pose import angles_to_pose
 from smplx.joint_names import JOINT_NAMES, NUM_HAND_POSE
 from segment.annotations import SplitAnnotations, Subject
@@ -55,16 +56,16 @@ def freepose_angles(joint_rot: dict[str, list], frames: int) -> np.ndarray:
         (F, 16, 3) degrees, joints in MANO order (smplx.joint_names.JOINT_NAMES).
     """
     if frames < 1:
-        raise ValueError(f"run.frames must be at least 1, got {frames}")
+        raise InputError(f"run.frames must be at least 1, got {frames}")
     table = np.zeros((len(JOINT_NAMES), 3, 2))
     for name, ranges in joint_rot.items():
         if name not in JOINT_NAMES:
             near = difflib.get_close_matches(name, JOINT_NAMES, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"run.joint_rot.{name}: not a MANO joint (one of {list(JOINT_NAMES)}){hint}")
+            raise InputError(f"run.joint_rot.{name}: not a MANO joint (one of {list(JOINT_NAMES)}){hint}")
         values = np.asarray(ranges, dtype=float)
         if values.shape != (3, 2):
-            raise ValueError(f"run.joint_rot.{name} must be three [from, to] ranges (x, y, z) in degrees, got "
+            raise InputError(f"run.joint_rot.{name} must be three [from, to] ranges (x, y, z) in degrees, got "
                              f"{ranges!r}")
         table[JOINT_NAMES.index(name)] = values
     s = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
@@ -95,12 +96,14 @@ def _array(arrays: dict, key: str, width: int, path: Path) -> np.ndarray:
     try:
         values = np.asarray(arrays[key], dtype=float)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"motion file {path}: '{key}' is not a numeric array ({error})") from error
+        raise InputError(f"motion file {path}: '{key}' is not a numeric array ({error})") from error
     if values.ndim != 2 or values.shape[1] != width or len(values) == 0:
-        raise ValueError(f"motion file {path}: '{key}' must be (N, {width}) with N >= 1, found shape "
+        raise InputError(f"motion file {path}: '{key}' must be (N, {width}) with N >= 1, found shape "
                          f"{values.shape}")
-    if not np.isfinite(values).all():
-        raise ValueError(f"motion file {path}: '{key}' has non-finite values")
+    bad = np.flatnonzero(~np.isfinite(values).all(1))
+    if len(bad):
+        raise InputError(f"motion file {path}: '{key}' has NaN or infinite values in {len(bad)} frame(s), the first "
+                         f"frame {bad[0]}; fix or drop those frames")
     return values
 
 
@@ -108,33 +111,33 @@ def load_motion_file(path: str | Path) -> Motion:
     """Read a motion file (format in the module docstring).
 
     Raises:
-        FileNotFoundError: no such file. ValueError: another suffix, unreadable content, missing keys, wrong shapes,
+        MissingFileError: no such file. InputError: another suffix, unreadable content, missing keys, wrong shapes,
             frame counts that differ, non-finite values; the message says what was expected and what was found.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"run.motion_file={path} does not exist")
+        raise MissingFileError(f"run.motion_file={path} does not exist; check the path")
     expected = "'pose' (N, 48), or 'hand_pose' (N, 45) with an optional 'global_orient' (N, 3)"
+    if path.suffix not in (".npz", ".json"):
+        raise InputError(f"motion file {path} must be .npz or .json holding {expected}")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        elif path.suffix == ".json":
-            arrays = json.loads(path.read_text())
         else:
-            raise ValueError(f"motion file {path} must be .npz or .json holding {expected}")
-    except (OSError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"motion file {path} cannot be read as {path.suffix[1:]} ({error})") from error
+            arrays = json.loads(path.read_text())
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as error:  # JSONDecodeError too
+        raise InputError(f"motion file {path} cannot be read as {path.suffix[1:]} ({error})") from error
     if not isinstance(arrays, dict) or not ({"pose", "hand_pose"} & set(arrays)):
         found = sorted(arrays) if isinstance(arrays, dict) else type(arrays).__name__
-        raise ValueError(f"motion file {path} must hold {expected}; found {found}")
+        raise InputError(f"motion file {path} must hold {expected}; found {found}")
     if "pose" in arrays:
         pose = _array(arrays, "pose", 3 + NUM_HAND_POSE, path)
         return Motion(hand_pose=pose[:, 3:], global_orient=pose[:, :3], source=str(path))
     hand_pose = _array(arrays, "hand_pose", NUM_HAND_POSE, path)
     global_orient = _array(arrays, "global_orient", 3, path) if "global_orient" in arrays else None
     if global_orient is not None and len(global_orient) != len(hand_pose):
-        raise ValueError(f"motion file {path}: 'global_orient' has {len(global_orient)} frames, 'hand_pose' "
+        raise InputError(f"motion file {path}: 'global_orient' has {len(global_orient)} frames, 'hand_pose' "
                          f"{len(hand_pose)}")
     return Motion(hand_pose=hand_pose, global_orient=global_orient, source=str(path))
 
@@ -151,14 +154,14 @@ def load_motion_subject(root: str | Path, subject: str, *, hand: str = "right", 
         model: the hand model (as segment.posing.create_model).
 
     Raises:
-        ValueError: a malformed subject, or one without a frame of this hand with MANO parameters (with the
-            counts of skipped frames by reason). FileNotFoundError: the split's annotation files are missing.
+        InputError: a malformed subject, or one without a frame of this hand with MANO parameters (with the
+            counts of skipped frames by reason). MissingFileError: the split's annotation files are missing.
     """
     parsed = Subject.parse(subject)
     records, rejected = SplitAnnotations(root, parsed.split).frames(parsed, hand)
     if not records:
         counts = ", ".join(f"{n} {reason}" for reason, n in rejected.most_common()) or "no images of it at all"
-        raise ValueError(f"run.motion_subject={subject} has no {hand}-hand frame with MANO parameters in {root} "
+        raise InputError(f"run.motion_subject={subject} has no {hand}-hand frame with MANO parameters in {root} "
                          f"({counts}); expected '<split>/Capture<N>/<sequence>[/cam<id>]' of that root")
     counts = Counter(r.camera for r in records)
     camera = parsed.camera or min(counts, key=lambda c: (-counts[c], c))

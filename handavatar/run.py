@@ -32,6 +32,7 @@ import torch
 import trimesh
 from tqdm import tqdm
 
+from smplx.cli import cli_main
 from smplx.config import ConfigError, parse_config_command, resolve_device
 from smplx.fileio import atomic_write
 from pairof.mesh import extract_mesh
@@ -251,6 +252,7 @@ def run(config: AvatarConfig) -> Path:
     return folder
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> None:
     config, _ = parse_config_command(AvatarConfig, DEFAULTS, argv, description=__doc__)
     run(config)

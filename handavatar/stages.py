@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from smplx.cli import InputError
+
 __all__ = ["Stage", "Decision", "StageRecord", "StageRunner", "StageFailed", "summary_table", "format_plan"]
 
 
@@ -111,12 +113,12 @@ class StageRunner:
         self._hashes: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> sha256, for this process
 
     def index(self, name: str) -> int:
-        """The position of the stage called `name`; a ValueError names the stages and the nearest one."""
+        """The position of the stage called `name`; an InputError names the stages and the nearest one."""
         names = [s.name for s in self.stages]
         if name not in names:
             near = difflib.get_close_matches(name, names, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"no stage {name!r}: the stages are {', '.join(names)}{hint}")
+            raise InputError(f"no stage {name!r}: the stages are {', '.join(names)}{hint}")
         return names.index(name)
 
     def _selection(self, start: str | None, only: str | None, force: str | None) -> tuple[set[str], set[str]]:

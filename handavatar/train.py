@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from smplx.cli import cli_main
 from smplx.config import ConfigError, config_to_dict, parse_config_command, resolve_device
 from smplx.training import RunFolder
 from pairof.inside import winding_numbers
@@ -245,6 +246,7 @@ def run_validation(config: AvatarConfig) -> dict:
     return summary
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> None:
     config, _ = parse_config_command(AvatarConfig, DEFAULTS, argv, description=__doc__)
     start = time.perf_counter()

@@ -29,6 +29,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import smplx
 from smplx import MANO, PAPER_FRAME
+from smplx.cli import cli_main
 from smplx.config import (Count, NonNegInt, NonNegative, Positive, Range,
                           config_to_dict, parse_config_command, resolve_device)
 from smplx.fileio import atomic_write
@@ -299,6 +300,7 @@ def _report(run: PairOFRun, board: SummaryWriter | None, step: int) -> dict:
     return report
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> None:
     config, eval_only = parse_config_command(PairOFTrainConfig, DEFAULTS, argv, description=__doc__,
                                              eval_help="only evaluate <out_root>/<name>/pairof.ckpt")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smplx.cli import InputError, MissingFileError
 from segment.interhand import (ANNOTATION_KINDS, DATA_FOLDER, HAND_TYPES, annotation_path, camera_matrix,
                                hand_joints)
 
@@ -38,7 +39,7 @@ class Subject:
         parts = text.strip("/").split("/")
         if len(parts) not in (3, 4) or not parts[1].startswith("Capture") or not parts[1][7:].isdigit() or (
                 len(parts) == 4 and not parts[3].startswith("cam")):
-            raise ValueError(f"subject {text!r} is not '<split>/Capture<N>/<sequence>[/cam<id>]', e.g. "
+            raise InputError(f"subject {text!r} is not '<split>/Capture<N>/<sequence>[/cam<id>]', e.g. "
                              "'test/Capture0/ROM04_RT_Occlusion'")
         return cls(parts[0], int(parts[1][7:]), parts[2], parts[3][3:] if len(parts) == 4 else None)
 
@@ -82,15 +83,25 @@ def box_ok(bbox, width: int, height: int) -> bool:
 
 def _read_json(path: Path):
     if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} is missing. Put the InterHand2.6M annotations under "
+        raise MissingFileError(f"annotation file {path} is missing. Put the InterHand2.6M annotations under "
                                 f"{path.parent.parent.parent}/annotations/<split>/, or render a synthetic capture "
                                 "(python -m segment.synthetic)")
     try:
         with open(path) as f:
             return json.load(f)
     except json.JSONDecodeError as error:
-        raise ValueError(f"annotation file {path} is not valid JSON ({error.msg} at line {error.lineno}, column "
+        raise InputError(f"annotation file {path} is not valid JSON ({error.msg} at line {error.lineno}, column "
                          f"{error.colno}); download or regenerate it") from error
+
+
+def _nonfinite(record: FrameRecord) -> str | None:
+    """The reason a frame is dropped when a number it was given is NaN or infinite (a null in the JSON too)."""
+    for reason, arrays in (("non-finite MANO parameters", (record.pose, record.shape)),
+                           ("non-finite camera parameters", (record.K, record.camrot, record.campos)),
+                           ("non-finite 3D joints", (record.world_joints,))):
+        if not all(np.isfinite(a).all() for a in arrays):
+            return reason
+    return None
 
 
 class SplitAnnotations:
@@ -111,7 +122,7 @@ class SplitAnnotations:
             self.annotations = {ann["image_id"]: ann for ann in data["annotations"]}
             self.annotation_index = {ann["image_id"]: i for i, ann in enumerate(data["annotations"])}
         except (KeyError, TypeError) as error:
-            raise ValueError(f"{files['data']} is not an InterHand2.6M data file: missing {error}") from error
+            raise InputError(f"{files['data']} is not an InterHand2.6M data file: missing {error}") from error
         self.cameras = _read_json(files["camera"])
         self.joint_3d = _read_json(files["joint_3d"])
         self.mano = _read_json(files["MANO_NeuralAnnot"])
@@ -124,13 +135,14 @@ class SplitAnnotations:
 
         Returns:
             The records, and the count of skipped images by reason ('no annotation', 'hand type left', 'MANO
-            parameters null', 'no MANO entry', 'no camera parameters', 'no 3D joints', 'box too close to the
-            border or too small').
+            parameters null', 'no MANO entry', 'no camera parameters', 'no 3D joints', 'non-finite box', 'box too
+            close to the border or too small', 'non-finite MANO parameters', 'non-finite camera parameters',
+            'non-finite 3D joints').
         """
         if hand not in HAND_TYPES:
-            raise ValueError(f"hand={hand!r} is not one of {HAND_TYPES}")
+            raise InputError(f"hand={hand!r} is not one of {HAND_TYPES}")
         if subject.split != self.split:
-            raise ValueError(f"subject {subject} is not in split {self.split!r}")
+            raise InputError(f"subject {subject} is not in split {self.split!r}")
         capture = str(subject.capture)
         rejected: Counter = Counter()
         records = []
@@ -162,11 +174,14 @@ class SplitAnnotations:
             if joints is None:
                 rejected["no 3D joints"] += 1
                 continue
+            if not np.isfinite(np.asarray(ann["bbox"], dtype=float)).all():
+                rejected["non-finite box"] += 1
+                continue
             if not box_ok(ann["bbox"], image["width"], image["height"]):
                 rejected["box too close to the border or too small"] += 1
                 continue
             rows = hand_joints(hand)
-            records.append(FrameRecord(
+            record = FrameRecord(
                 key=f"{self.split}/{image['file_name']}", file_name=image["file_name"], capture=cap,
                 seq_name=image["seq_name"], camera=camera, frame_idx=frame_idx, width=int(image["width"]),
                 height=int(image["height"]), bbox=np.asarray(ann["bbox"], dtype=float),
@@ -176,5 +191,10 @@ class SplitAnnotations:
                 pose=np.asarray(params["pose"], dtype=float), shape=np.asarray(params["shape"], dtype=float),
                 world_joints=np.asarray(joints["world_coord"], dtype=float)[rows],
                 joint_valid=np.asarray(ann["joint_valid"], dtype=float).reshape(-1)[rows] > 0,
-                annotation_index=self.annotation_index[image_id]))
+                annotation_index=self.annotation_index[image_id])
+            reason = _nonfinite(record)
+            if reason:
+                rejected[reason] += 1
+                continue
+            records.append(record)
         return records, rejected

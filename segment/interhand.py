@@ -81,9 +81,9 @@ def tree_path(root: str | Path, tree: str, split: str, file_name: str, suffix: s
 
 
 def camera_matrix(focal, princpt) -> np.ndarray:
-    """(3, 3) intrinsics K from camera.json's focal [fx, fy] and princpt [cx, cy] (pixels)."""
+    """(3, 3) intrinsics K from camera.json's focal [fx, fy] and princpt [cx, cy] (pixels; a null is NaN)."""
     (fx, fy), (cx, cy) = focal, princpt
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=float)
 
 
 def world_to_camera(points: np.ndarray, camrot, campos) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from smplx.cli import cli_main
 from smplx.fileio import atomic_write
 from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import IMAGE_TREE, MASK_TREE, FrameFileError, project, read_rgb, tree_path
@@ -137,6 +138,7 @@ def make_masks(root: str | Path, subjects: list[Subject], *, hand: str = "right"
     return written, existing, rejected
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segment.masks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,13 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     subjects = [Subject(args.split, args.capture, seq, args.camera) for seq in args.seq]
-    try:
-        written, existing, rejected = make_masks(args.root, subjects, hand=args.hand, model=args.model,
-                                                 filtering=not args.no_filter, overwrite=args.overwrite,
-                                                 workers=args.workers, tree=args.tree, progress=not args.quiet)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    written, existing, rejected = make_masks(args.root, subjects, hand=args.hand, model=args.model,
+                                             filtering=not args.no_filter, overwrite=args.overwrite,
+                                             workers=args.workers, tree=args.tree, progress=not args.quiet)
     where = tree_path(args.root, args.tree, args.split, "")
     print(f"masks: {written} written, {existing} already there (--overwrite to redo), {sum(rejected.values())} "
           f"frames skipped" + "".join(f"\n  {n:6d}  {reason}" for reason, n in rejected.most_common()))

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from smplx.cli import InputError, cli_main
 from smplx.fileio import atomic_write
 from segment.annotations import FrameRecord, SplitAnnotations, Subject
 from segment.interhand import (ANNOTATION_KINDS, IMAGE_TREE, MASK_TREE, FrameFileError, annotation_path, project,
@@ -39,7 +40,7 @@ MIN_MASK_PX = 3000  # reference §6.2 filters
 MIN_HAND_INTENSITY = 20
 
 
-class NoUsableFrames(ValueError):
+class NoUsableFrames(InputError):
     """Every frame of a subject was filtered out; the message counts them by reason."""
 
 
@@ -198,6 +199,7 @@ def load_cache(root: str | Path, subject: Subject | str, *, hand: str = "right",
     return build_cache(root, subject, hand=hand, model=model, bbox_offset=bbox_offset, progress=progress)[0]
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segment.preprocess", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -211,18 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        for text in args.subject:
-            subject = Subject.parse(text)
-            cache, rejected = build_cache(args.root, subject, hand=args.hand, model=args.model,
-                                          bbox_offset=args.bbox_offset, workers=args.workers,
-                                          progress=not args.quiet)
-            print(f"{subject}: {len(cache)} frames kept, {sum(rejected.values())} skipped" +
-                  "".join(f"\n  {n:6d}  {reason}" for reason, n in rejected.most_common()))
-            print(f"wrote {cache_path(args.root, subject, args.hand)}")
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    for text in args.subject:
+        subject = Subject.parse(text)
+        cache, rejected = build_cache(args.root, subject, hand=args.hand, model=args.model,
+                                      bbox_offset=args.bbox_offset, workers=args.workers, progress=not args.quiet)
+        print(f"{subject}: {len(cache)} frames kept, {sum(rejected.values())} skipped" +
+              "".join(f"\n  {n:6d}  {reason}" for reason, n in rejected.most_common()))
+        print(f"wrote {cache_path(args.root, subject, args.hand)}")
     return 0
 
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 import smplx
 from smplx.model_file import HandModelData
+from smplx.cli import UserError, cli_main
 from smplx.fileio import atomic_write
 from smplx.hand_pose import build_pose_prior, prior_poses
 from segment.annotations import BORDER_PX
@@ -38,7 +39,8 @@ from segment.motion import make_motion
 from segment.raytrace import Light, PinholeCamera, ShadingModel, render
 from segment.skin import SKIN_TONES, SkinTexture
 
-__all__ = ["CaptureSettings", "SyntheticCaptureError", "make_capture", "GROUND_TRUTH_TREES", "SEQUENCES"]
+__all__ = ["CaptureSettings", "SyntheticCaptureError", "make_capture", "read_manifest", "GROUND_TRUTH_TREES",
+           "SEQUENCES"]
 
 FORMAT_VERSION = 1
 SEQUENCES = (("ROM04_RT_Occlusion", "train"), ("ROM03_RT_No_Occlusion", "eval"))
@@ -48,7 +50,7 @@ FIRST_FRAME = 10000  # frame_idx of the first training frame; InterHand's 5 fps 
 FRAME_STEP = 6
 
 
-class SyntheticCaptureError(Exception):
+class SyntheticCaptureError(UserError):
     """A setting or the output folder makes the capture impossible; raised before any rendering starts."""
 
 
@@ -313,6 +315,26 @@ def _prepare_output(out: Path, settings: CaptureSettings, overwrite: bool) -> No
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
+def read_manifest(root: str | Path) -> dict:
+    """The capture.json of a synthetic capture.
+
+    Raises:
+        SyntheticCaptureError: `root` holds no capture.json, or one that is not a capture manifest.
+    """
+    path = Path(root) / "capture.json"
+    if not path.is_file():
+        raise SyntheticCaptureError(f"{root} is not a synthetic capture: it has no capture.json; render one with "
+                                    "python -m segment.synthetic --out DIR")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SyntheticCaptureError(f"{path} cannot be read ({error}); render the capture again") from error
+    if not isinstance(manifest, dict) or not {"settings", "cameras"} <= set(manifest):
+        raise SyntheticCaptureError(f"{path} is not a capture manifest (no settings and cameras); render the capture "
+                                    "again")
+    return manifest
+
+
 def _write_json(path: Path, obj) -> None:
     text = json.dumps(obj, indent=1).encode()
     atomic_write(path, lambda f: f.write(text))
@@ -381,7 +403,7 @@ def make_capture(settings: CaptureSettings, out: str | Path, *, workers: int = 2
     try:
         model = smplx.create(settings.model, is_rhand=settings.hand == "right", seal=True, distal=True,
                              dtype=torch.float64)
-    except (FileNotFoundError, ValueError) as error:
+    except UserError as error:
         raise SyntheticCaptureError(f"cannot load the hand model --model {settings.model}: {error}") from error
     data = model.to_model_data()
     frames, betas = _pose_frames(settings, model, data)
@@ -468,14 +490,10 @@ def _parse(argv: list[str] | None) -> tuple[CaptureSettings, argparse.Namespace]
     return replace(defaults, **values), args
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     settings, args = _parse(argv)
-    try:
-        summary = make_capture(settings, args.out, workers=args.workers, overwrite=args.overwrite,
-                               progress=not args.quiet)
-    except SyntheticCaptureError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    summary = make_capture(settings, args.out, workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
     print(f"hand model: {summary['model']}; hand box {summary['box_px'][0]:.0f}-{summary['box_px'][1]:.0f} px")
     print(f"{summary['images']} images ({summary['rendered']} rendered, {summary['skipped']} already there) in "
           f"{summary['total_seconds']:.1f} s; {summary['seconds_per_image']:.2f} s per image per worker")

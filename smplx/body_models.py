@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from smplx.cli import MissingFileError
 from smplx.hand_pose import joint_frames
 from smplx.joint_names import (FINGER_LAST_JOINTS, MANO_FINGERTIP_VERTEX_IDS, MANO_NUM_VERTICES, NUM_HAND_POSE,
                                NUM_JOINTS, PARENTS)
@@ -250,14 +251,14 @@ def find_model_file(model_path: str | Path, *, is_rhand: bool = True) -> Path:
     if path.is_file():
         return path
     if path.suffix in (".pkl", ".npz"):
-        raise FileNotFoundError(f"hand model file {path} does not exist. {MANO_DOWNLOAD_HINT}")
+        raise MissingFileError(f"hand model file {path} does not exist. {MANO_DOWNLOAD_HINT}")
     name = "MANO_RIGHT" if is_rhand else "MANO_LEFT"
     candidates = [folder / f"{name}{ext}" for folder in (path, path / "mano") for ext in (".pkl", ".npz")]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     looked = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"no {name} model found (looked at {looked}). {MANO_DOWNLOAD_HINT}")
+    raise MissingFileError(f"no {name} model found (looked at {looked}). {MANO_DOWNLOAD_HINT}")
 
 
 def create(model_path: str | Path, model_type: str = "mano", *, is_rhand: bool = True, use_pca: bool = False,

@@ -17,18 +17,24 @@ import torch
 import trimesh
 
 import smplx
+from smplx.cli import InputError, cli_main
+from smplx.fileio import make_folder
 from smplx.hand_pose import named_poses
 from smplx.preview import render_sheet
 
 POSES = ("flat", "fist", "pinch", "point", "spread")
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mano", help="MANO-format file, or folder holding MANO_RIGHT.pkl")
     parser.add_argument("--levels", type=int, default=2, help="MANO-HD subdivision levels")
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     args = parser.parse_args(argv)
+    if args.levels < 0:
+        raise InputError(f"--levels {args.levels} must be 0 or more (2 gives MANO-HD)")
+    make_folder(args.out, "--out")
 
     start = time.perf_counter()
     base = smplx.create(args.model, **smplx.PAPER_FRAME)

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write"]
+from smplx.cli import InputError
+
+__all__ = ["atomic_write", "make_folder"]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -27,4 +29,23 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def make_folder(path: str | Path, what: str) -> Path:
+    """Create the output folder `path` (and its parents) before any work starts.
+
+    Raises:
+        InputError: it cannot be created or written (a file in the way, no permission, a read-only disk); names
+            `what` (e.g. '--out') and the folder.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise InputError(f"{what} {path} cannot be written ({error.strerror or error}); choose another "
+                         "folder") from error
     return path

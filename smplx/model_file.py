@@ -10,11 +10,13 @@ from __future__ import annotations
 import _compat_pickle
 import io
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from smplx.cli import InputError, MissingFileError
 from smplx.fileio import atomic_write
 from smplx.joint_names import NUM_HAND_POSE, NUM_JOINTS, PARENTS
 
@@ -130,7 +132,7 @@ def _plain(value, key: str, path: Path):
     """Replace chumpy and sparse stand-ins by numpy arrays."""
     if isinstance(value, _ChumpyArray):
         if not isinstance(value.state, dict) or "x" not in value.state:
-            raise ValueError(f"{path}: key {key!r} is a chumpy expression, not a plain chumpy array; convert the file "
+            raise InputError(f"{path}: key {key!r} is a chumpy expression, not a plain chumpy array; convert the file "
                              "with chumpy installed (np.array(model[key])) and save it as .npz")
         return np.asarray(value.state["x"])
     if isinstance(value, _SparseMatrix):
@@ -141,10 +143,10 @@ def _plain(value, key: str, path: Path):
 def _read_pickle(path: Path) -> dict:
     try:
         raw = _RestrictedUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path}: not a readable MANO model pickle ({err})") from err
+    except Exception as err:  # damaged bytes reach the unpickler as any exception (IndexError too)
+        raise InputError(f"{path}: not a readable MANO model pickle ({err})") from err
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a MANO model pickle holds a dict, this one holds {type(raw).__name__}")
+        raise InputError(f"{path}: a MANO model pickle holds a dict, this one holds {type(raw).__name__}")
     return {str(k): _plain(v, str(k), path) for k, v in raw.items()}
 
 
@@ -156,16 +158,16 @@ def _array(raw: dict, key: str, path: Path, shape: tuple, *, dtype=np.float64, r
     """raw[key] as an array of `shape` (None entries match any size), or a ValueError naming the key."""
     if key not in raw:
         if required:
-            raise ValueError(f"{path}: missing key {key!r} (keys present: {sorted(raw)})")
+            raise InputError(f"{path}: missing key {key!r} (keys present: {sorted(raw)})")
         return None
     arr = np.asarray(raw[key])
     ok = arr.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, arr.shape))
     if not ok:
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        raise ValueError(f"{path}: key {key!r} has shape {arr.shape}, expected {want}")
+        raise InputError(f"{path}: key {key!r} has shape {arr.shape}, expected {want}")
     arr = arr.astype(dtype)
     if dtype == np.float64 and not np.isfinite(arr).all():
-        raise ValueError(f"{path}: key {key!r} holds NaN or infinite values")
+        raise InputError(f"{path}: key {key!r} holds NaN or infinite values; the file is damaged: get it again")
     return arr
 
 
@@ -174,11 +176,11 @@ def _from_raw(raw: dict, path: Path) -> HandModelData:
     nv = v_template.shape[0]
     faces = _array(raw, "f", path, (None, 3), dtype=np.int64)
     if faces.min() < 0 or faces.max() >= nv:
-        raise ValueError(f"{path}: key 'f' indexes vertices {faces.min()}..{faces.max()}, but there are {nv}")
+        raise InputError(f"{path}: key 'f' indexes vertices {faces.min()}..{faces.max()}, but there are {nv}")
     kintree = _array(raw, "kintree_table", path, (2, NUM_JOINTS), dtype=np.int64)
     parents = tuple(int(p) for p in kintree[0, 1:])
     if parents != PARENTS[1:]:
-        raise ValueError(f"{path}: key 'kintree_table' has parents {parents}, expected MANO's {PARENTS[1:]}")
+        raise InputError(f"{path}: key 'kintree_table' has parents {parents}, expected MANO's {PARENTS[1:]}")
     tips = _array(raw, "fingertip_vertex_ids", path, (5,), dtype=np.int64, required=False)
     return HandModelData(
         v_template=v_template,
@@ -210,13 +212,13 @@ def load_model_file(path: str | Path) -> HandModelData:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"hand model file {path} does not exist. {MANO_DOWNLOAD_HINT}")
+        raise MissingFileError(f"hand model file {path} does not exist. {MANO_DOWNLOAD_HINT}")
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as npz:
                 raw = {k: npz[k] for k in npz.files}
-        except (ValueError, OSError) as err:
-            raise ValueError(f"{path}: not a readable .npz model file ({err})") from err
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise InputError(f"{path}: not a readable .npz model file ({err})") from err
     else:
         raw = _read_pickle(path)
     return _from_raw(raw, path)
@@ -235,7 +237,7 @@ def save_model_file(data: HandModelData, path: str | Path, *, extra: dict | None
     """
     path = Path(path)
     if path.suffix not in (".pkl", ".npz"):
-        raise ValueError(f"model file {path}: use a .pkl or .npz suffix")
+        raise InputError(f"model file {path}: use a .pkl or .npz suffix")
     kintree = np.stack([np.asarray(PARENTS, dtype=np.int64), np.arange(NUM_JOINTS)])
     kintree[0, 0] = 4294967295  # MANO stores the root's parent as uint32 -1
     raw = {

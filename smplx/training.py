@@ -19,7 +19,9 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from smplx.cli import InputError
 from smplx.fileio import atomic_write
+from smplx.torchfile import read_torch_file
 
 __all__ = ["RunFolder", "optimisation_step"]
 
@@ -48,15 +50,20 @@ class RunFolder:
         """The checkpoint's state when there is one, after checking `identity`; None otherwise.
 
         Raises:
-            ValueError: the checkpoint was made for another setup (names the key, both values and what to do).
+            InputError: the checkpoint cannot be read, holds a NaN or infinite value, or was made for another setup
+                (names the file, the key or entries, and what to do).
         """
         if not self.checkpoint.is_file():
             return None
-        state = torch.load(self.checkpoint, map_location=device, weights_only=True)
+        remedy = "delete it to start over, or set resume=false"
+        state = read_torch_file(self.checkpoint, what="a resumable checkpoint", remedy=remedy, map_location=device)
+        if not isinstance(state, dict):
+            raise InputError(f"{self.checkpoint} holds a {type(state).__name__}, not a checkpoint of this trainer; "
+                             f"{remedy}")
         saved = json.loads(state["config"]) if "config" in state else {}
         for key in self.identity:
             if saved.get(key) != self.config[key]:
-                raise ValueError(f"{self.checkpoint} was made with {key}={saved.get(key)}, this run has "
+                raise InputError(f"{self.checkpoint} was made with {key}={saved.get(key)}, this run has "
                                  f"{key}={self.config[key]}; use another name, or resume=false to start over")
         return state
 

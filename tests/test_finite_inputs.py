@@ -2,16 +2,28 @@
 motion files and annotation files. A bad value is an error naming the file and key, or (per frame) a dropped frame
 counted under its own reason."""
 
+import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated
 
+import numpy as np
 import pytest
+import torch
 
 from smplx.cli import InputError
 from smplx.config import ConfigError, Count, Positive, Range, load_config
-from handavatar.config import DEFAULTS as AVATAR_DEFAULTS, AvatarConfig
-from pairof.train import DEFAULTS as PAIROF_DEFAULTS, PairOFTrainConfig
+from smplx.manohd.skinning import load_lbs_weights
 from smplx.manohd.train_lbs import DEFAULTS as LBS_DEFAULTS, LBSConfig
+from smplx.torchfile import nonfinite_entries
+from smplx.training import RunFolder
+from pairof.checkpoint import load_pairof
+from pairof.train import DEFAULTS as PAIROF_DEFAULTS, PairOFTrainConfig
+from segment.annotations import SplitAnnotations, Subject
+from segment.interhand import annotation_path
+from handavatar.checkpoint import load_avatar
+from handavatar.config import DEFAULTS as AVATAR_DEFAULTS, AvatarConfig
+from handavatar.poses import load_motion_file
 
 
 @dataclass
@@ -69,3 +81,94 @@ def test_trainer_configs_check_ranges_at_load_time(cls, defaults, override, key)
     with pytest.raises(ConfigError, match=rf"^{key}(=| must be a finite)") as error:
         load_config(cls, [defaults], [override])
     assert isinstance(error.value, InputError)
+
+
+def test_nonfinite_entries_by_hand():
+    tree = {"network": {"a": torch.zeros(2), "b": torch.tensor([1.0, float("inf")])},
+            "optimizer": {"state": {3: {"exp_avg": torch.tensor([float("nan")]), "step": torch.tensor(4)}}},
+            "list": [np.zeros(2), np.array([np.nan]), 1.5, float("-inf"), 7, "text"], "count": torch.tensor([1, 2])}
+    assert nonfinite_entries(tree) == ["network.b", "optimizer.state.3.exp_avg", "list.1", "list.3"]
+    assert nonfinite_entries(torch.tensor(float("nan"))) == ["the value"]
+
+
+def _save(path, value):
+    torch.save(value, path)
+    return path
+
+
+def test_a_nan_in_a_resumable_checkpoint_is_named(tmp_path):
+    folder = RunFolder(tmp_path / "run", {"model": "m"}, checkpoint="checkpoint.pt", identity=("model",))
+    folder.save({"field": {"weight": torch.tensor([0.5, float("nan")])}, "step": 3})
+    with pytest.raises(InputError, match=r"checkpoint.pt: a resumable checkpoint holds NaN or infinite values in "
+                                         r"field.weight; delete it to start over, or set resume=false"):
+        folder.resume(torch.device("cpu"))
+    folder.checkpoint.write_bytes(b"\x80\x02truncated")
+    with pytest.raises(InputError, match=r"checkpoint.pt cannot be read as a resumable checkpoint"):
+        folder.resume(torch.device("cpu"))
+
+
+def test_a_nan_in_pairof_and_skinning_weight_files_is_named(tmp_path):
+    """Both files are read, and refused, before the layer is looked at."""
+    pairof = _save(tmp_path / "pairof.ckpt", {"field": {}, "lbs_weights_sha256": "x",
+                                              "state_dict": {"decoder.0.weight": torch.full((2, 2), float("inf"))}})
+    with pytest.raises(InputError, match=r"pairof.ckpt: a PairOF checkpoint holds NaN or infinite values in "
+                                         r"state_dict.decoder.0.weight; pretrain it again"):
+        load_pairof(pairof, None)
+    weights = _save(tmp_path / "lbs_weights.pth", torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(InputError, match=r"lbs_weights.pth: skinning weights holds NaN or infinite values"):
+        load_lbs_weights(weights, None)
+
+
+def test_a_nan_in_an_avatar_checkpoint_is_named(tmp_path):
+    config = load_config(AvatarConfig, [AVATAR_DEFAULTS], [f"run.ckpt={tmp_path / 'latest.tar'}"])
+    _save(tmp_path / "latest.tar", {"iter": 3, "network": {"albedo.codes": torch.tensor([[float("nan")]])}})
+    with pytest.raises(InputError, match=r"latest.tar: an avatar checkpoint .* holds NaN or infinite values in "
+                                         r"network.albedo.codes"):
+        load_avatar(config, torch.device("cpu"))
+
+
+def test_a_nan_in_a_motion_file_names_the_frame(tmp_path):
+    path = tmp_path / "motion.npz"
+    pose = np.zeros((4, 48))
+    pose[2, 7] = np.inf
+    np.savez(path, pose=pose)
+    with pytest.raises(InputError, match=r"motion.npz: 'pose' has NaN or infinite values in 1 frame\(s\), the "
+                                         r"first frame 2"):
+        load_motion_file(path)
+
+
+def _annotation_split(root, frames):
+    """Write the four annotation files of split 'test' with one right-hand image per entry of `frames`, each a dict
+    of the values to spoil ('pose', 'focal', 'joint', 'bbox')."""
+    images, annotations, mano, joints = [], [], {"0": {}}, {"0": {}}
+    cameras = {"0": {"campos": {}, "camrot": {}, "focal": {}, "princpt": {}}}
+    for i, spoil in enumerate(frames):
+        camera = f"40{i}"
+        images.append({"id": i, "capture": 0, "frame_idx": 6 * i, "camera": camera, "seq_name": "SEQ",
+                       "file_name": f"Capture0/SEQ/cam{camera}/image{6 * i}.jpg", "width": 334, "height": 512})
+        annotations.append({"image_id": i, "hand_type": "right", "joint_valid": [1] * 42,
+                            "bbox": spoil.get("bbox", [100.0, 100.0, 120.0, 120.0])})
+        mano["0"][str(6 * i)] = {"right": {"pose": spoil.get("pose", [0.1] * 48), "shape": [0.0] * 10,
+                                           "trans": [0.0, 0.0, 0.0]}, "left": None}
+        world = [[10.0 * j, 0.0, 500.0] for j in range(42)]
+        world[5] = spoil.get("joint", world[5])
+        joints["0"][str(6 * i)] = {"world_coord": world}
+        cameras["0"]["campos"][camera] = [0.0, 0.0, 0.0]
+        cameras["0"]["camrot"][camera] = np.eye(3).tolist()
+        cameras["0"]["focal"][camera] = spoil.get("focal", [1000.0, 1000.0])
+        cameras["0"]["princpt"][camera] = [167.0, 256.0]
+    for kind, content in (("data", {"images": images, "annotations": annotations}), ("camera", cameras),
+                          ("joint_3d", joints), ("MANO_NeuralAnnot", mano)):
+        path = annotation_path(root, "test", kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))  # NaN and Infinity as Python's json writes them; None as null
+
+
+def test_a_nonfinite_number_in_the_annotations_drops_the_frame_with_its_reason(tmp_path):
+    nan = float("nan")
+    _annotation_split(tmp_path, [{}, {"pose": [0.1] * 47 + [nan]}, {"focal": [None, 1000.0]},
+                                 {"joint": [0.0, float("inf"), 500.0]}, {"bbox": [100.0, nan, 120.0, 120.0]}, {}])
+    records, rejected = SplitAnnotations(tmp_path, "test").frames(Subject.parse("test/Capture0/SEQ"), "right")
+    assert [r.frame_idx for r in records] == [0, 30]
+    assert rejected == Counter({"non-finite MANO parameters": 1, "non-finite camera parameters": 1,
+                                "non-finite 3D joints": 1, "non-finite box": 1})

@@ -149,17 +149,17 @@ def test_lpips_vgg_errors_name_the_file_and_the_keys(tmp_path):
         load_lpips(str(vgg_path), str(tmp_path / "missing.pth"))
 
     torch.save({k: v for k, v in vgg.items() if k != "features.12.bias"}, tmp_path / "no_bias.pth")
-    with pytest.raises(KeyError, match=r"missing keys \['features.12.bias'\], unexpected keys \[\]"):
+    with pytest.raises(ValueError, match=r"missing keys \['features.12.bias'\], unexpected keys \[\]"):
         load_lpips(str(tmp_path / "no_bias.pth"), str(heads_path))
     torch.save({**heads, "lin5.model.1.weight": torch.zeros(1, 64, 1, 1)}, tmp_path / "squeeze_heads.pth")
-    with pytest.raises(KeyError, match=r"unexpected keys \['lin5.model.1.weight'\]"):
+    with pytest.raises(ValueError, match=r"unexpected keys \['lin5.model.1.weight'\]"):
         load_lpips(str(vgg_path), str(tmp_path / "squeeze_heads.pth"))
     torch.save({**vgg, "features.0.weight": torch.zeros(64, 3, 5, 5)}, tmp_path / "wrong_shape.pth")
     with pytest.raises(ValueError, match=r"features.0.weight \(64, 3, 5, 5\) \(expected \(64, 3, 3, 3\)\)"):
         load_lpips(str(tmp_path / "wrong_shape.pth"), str(heads_path))
     # the ST-LPIPS file is not a torchvision checkpoint
     st_path = lpips_module._stlpips_weights()[0]
-    with pytest.raises(KeyError, match="not a torchvision VGG16"):
+    with pytest.raises(ValueError, match="not a torchvision VGG16"):
         load_lpips(str(st_path), str(heads_path))
 
 

@@ -271,7 +271,7 @@ def test_bad_input_is_named(setup):
     ("keys.npz", {"poses": np.zeros((4, 48))}, r"must hold 'pose' \(N, 48\), or 'hand_pose' .*found \['poses'\]"),
     ("lengths.json", {"hand_pose": [[0.0] * 45] * 3, "global_orient": [[0.0] * 3] * 2},
      r"'global_orient' has 2 frames, 'hand_pose' 3"),
-    ("nan.json", {"hand_pose": [[float("nan")] * 45]}, r"'hand_pose' has non-finite values"),
+    ("nan.json", {"hand_pose": [[float("nan")] * 45]}, r"'hand_pose' has NaN or infinite values in 1 frame"),
     ("empty.json", {"hand_pose": []}, r"found shape \(0,\)"),
     ("broken.json", "{not json", r"cannot be read as json"),
     ("poses.txt", "1 2 3", r"must be .npz or .json"),

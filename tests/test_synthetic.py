@@ -232,5 +232,7 @@ def test_bad_input_fails_before_rendering(tmp_path, settings, out, message):
 
 
 def test_command_line_reports_errors(tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "x"), "--distance", "5", "--quiet"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "x"), "--distance", "5", "--quiet"])
+    assert exit_info.value.code == 2
     assert "error: the hand is behind camera" in capsys.readouterr().err

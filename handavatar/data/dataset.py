@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from smplx.cli import InputError, MissingFileError
 from segment.annotations import Subject
 from segment.interhand import IMAGE_TREE, MASK_TREE, FrameFileError, read_rgb, tree_path
 from segment.preprocess import AnnotationCache, load_cache
@@ -69,7 +70,7 @@ class InterHandDataset(Dataset):
         if config.order not in ("sorted", "published"):
             raise ValueError(f"frame order {config.order!r} is not 'sorted' or 'published'")
         if config.mode == "patch" and config.patch_size > config.resolution:
-            raise ValueError(f"patch_size {config.patch_size} is larger than the crop ({config.resolution})")
+            raise InputError(f"patch_size {config.patch_size} is larger than the crop ({config.resolution})")
         self.config = config
         self.subject = Subject.parse(config.subject)
         cache = cache if cache is not None else load_cache(config.root, self.subject, hand=config.hand,
@@ -79,7 +80,7 @@ class InterHandDataset(Dataset):
         cache = cache.select(slice(None, None, max(config.skip, 1)))
         self.cache = cache.select(slice(None, config.max_frames if config.max_frames >= 0 else None))
         if len(self.cache) == 0:
-            raise ValueError(f"subject {config.subject} has no frames left after skip={config.skip}, "
+            raise InputError(f"subject {config.subject} has no frames left after skip={config.skip}, "
                              f"max_frames={config.max_frames}")
         self._warned: set[str] = set()
 
@@ -159,7 +160,7 @@ class InterHandDataset(Dataset):
         for name, channels in (("albedo", 3), ("shading", 1)):
             path = tree_path(self.config.root, name, split, file_name, ".png")
             if not path.is_file():
-                raise FileNotFoundError(f"{path} does not exist: ground-truth {name} images exist only in synthetic "
+                raise MissingFileError(f"{path} does not exist: ground-truth {name} images exist only in synthetic "
                                         "captures (python -m segment.synthetic); set layers off for real data")
             layer = read_rgb(path, what=name)[..., :channels].astype(np.float32) / 255
             warped = warp(layer, transform, self.config.resolution).reshape(*hand.shape, channels)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
+from smplx.cli import InputError, cli_main
 from handavatar.export.avatar import clip_motion, export_avatar, load_export_avatar
 from handavatar.export.viewer import write_viewer
 
@@ -36,22 +36,22 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _writable(path: Path, what: str) -> None:
-    """Raise PermissionError/NotADirectoryError early (before minutes of work) if `path` cannot be written."""
+    """Raise InputError early (before minutes of work) if `path` cannot be written."""
     folder = path.parent if what == "--out" else path
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
-        raise NotADirectoryError(f"{what} {path}: {existing} is a file, not a folder; choose another path")
+        raise InputError(f"{what} {path}: {existing} is a file, not a folder; choose another path")
     if not os.access(existing, os.W_OK):
-        raise PermissionError(f"{what} {path}: {existing} is not writable; choose a folder you can write to")
+        raise InputError(f"{what} {path}: {existing} is not writable; choose a folder you can write to")
 
 
 def export(argv: list[str] | None = None) -> None:
     """The command (see the module docstring); raises on bad input."""
     args = _arguments(argv)
     if args.out.suffix != ".glb":
-        raise ValueError(f"--out {args.out} must end in .glb (binary glTF)")
+        raise InputError(f"--out {args.out} must end in .glb (binary glTF)")
     if args.out.is_dir():
-        raise IsADirectoryError(f"--out {args.out} is a folder; give a file name ending in .glb")
+        raise InputError(f"--out {args.out} is a folder; give a file name ending in .glb")
     _writable(args.out, "--out")
     if args.viewer:
         _writable(args.viewer, "--viewer")
@@ -70,12 +70,7 @@ def export(argv: list[str] | None = None) -> None:
         print(f"  viewer: {page} (open it in a browser, or serve the folder: python -m http.server)")
 
 
-def main(argv: list[str] | None = None) -> None:
-    try:
-        export(argv)
-    except (OSError, ValueError) as error:  # FileNotFoundError, PermissionError, ConfigError are among these
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+main = cli_main(export)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import trimesh
 
+from smplx.cli import InputError, MissingFileError
 from smplx.config import load_config, resolve_device
 from smplx.fileio import atomic_write
 from handavatar.checkpoint import load_avatar
@@ -52,11 +53,11 @@ def load_export_avatar(checkpoint: Path, config_file: Path | None, overrides: li
             configuration (handavatar.run.load_avatar names the tensors and keys).
     """
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist: train the avatar first "
+        raise MissingFileError(f"--checkpoint {checkpoint} does not exist: train the avatar first "
                                 "(scripts/train_hand.sh) or give the path of its latest.tar")
     config_file = config_file or checkpoint.parent / "config.yaml"
     if not config_file.is_file():
-        raise FileNotFoundError(f"no config {config_file} beside the checkpoint: pass --config with the experiment "
+        raise MissingFileError(f"no config {config_file} beside the checkpoint: pass --config with the experiment "
                                 "YAML the avatar was trained with")
     config = load_config(AvatarConfig, [DEFAULTS, config_file], [*overrides, f"run.ckpt={checkpoint}"])
     avatar, path, iteration = load_avatar(config, resolve_device(config.device))
@@ -100,7 +101,7 @@ class BakedAvatar:
 def bake_avatar(avatar: HandAvatar, texture: int) -> BakedAvatar:
     """Rig, atlas, truncated weights and the baked albedo of a `texture` x `texture` px texture."""
     if texture < 16:
-        raise ValueError(f"--texture {texture} is too small: give a side of at least 16 px (e.g. 1024)")
+        raise InputError(f"--texture {texture} is too small: give a side of at least 16 px (e.g. 1024)")
     rig = avatar_rig(avatar)
     atlas = uv_atlas(rig.vertices, rig.faces, size=texture)
     ids, weights = truncate_weights(rig.weights)

@@ -17,6 +17,7 @@ import xatlas
 from scipy.ndimage import distance_transform_edt
 from tqdm import tqdm
 
+from smplx.cli import InputError
 from handavatar.model import HandAvatar
 from handavatar.render.anchors import AnchorIndex
 
@@ -46,7 +47,7 @@ def uv_atlas(vertices: np.ndarray, faces: np.ndarray, *, size: int, padding: int
     pack.resolution, pack.padding, pack.bilinear = size, padding, True
     atlas.generate(xatlas.ChartOptions(), pack)
     if atlas.atlas_count != 1:
-        raise ValueError(f"the UV atlas needs {atlas.atlas_count} textures at {size}x{size}; use a larger --texture")
+        raise InputError(f"the UV atlas needs {atlas.atlas_count} textures at {size}x{size}; use a larger --texture")
     vertex_map, indices, uvs = atlas[0]
     return UVAtlas(vertex_map=vertex_map.astype(np.int64), faces=indices.astype(np.int64),
                    uvs=uvs.astype(np.float64))

@@ -21,6 +21,8 @@ import time
 import numpy as np
 from PIL import Image
 
+from smplx.cli import MissingFileError
+
 __all__ = ["Chromium", "find_chromium"]
 
 
@@ -39,7 +41,7 @@ class Chromium:
     def __init__(self, executable: str | None = None, *, timeout: float = 120.0):
         executable = executable or find_chromium()
         if executable is None:
-            raise FileNotFoundError("chromium is not on PATH: install it (Debian: apt-get install chromium)")
+            raise MissingFileError("chromium is not on PATH: install it (Debian: apt-get install chromium)")
         self.timeout = timeout
         to_browser, self._write = os.pipe()
         self._read, from_browser = os.pipe()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from smplx.cli import MissingFileError, cli_main
 from smplx.raycast import EmbreeMesh
 from pairof.mesh import extract_mesh
 from handavatar.cameras import camera_sample
@@ -143,6 +143,7 @@ def bake_on_heldout(avatar: HandAvatar, config, baked: BakedAvatar) -> dict:
     return {name: float(np.mean(values)) for name, values in scores.items()} | {"frames": len(dataset)}
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m handavatar.export.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,14 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--texture", type=int, default=1024, help="texture side of the bake, px")
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     args = parser.parse_args(argv)
-    try:
-        if not (args.viewer / "index.html").is_file():
-            raise FileNotFoundError(f"--viewer {args.viewer} holds no index.html: write it with python -m "
-                                    "handavatar.export --checkpoint ... --out ... --viewer DIR")
-        avatar, config, path, iteration = load_export_avatar(args.checkpoint, args.config, args.overrides)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    if not (args.viewer / "index.html").is_file():
+        raise MissingFileError(f"--viewer {args.viewer} holds no index.html: write it with python -m "
+                               "handavatar.export --checkpoint ... --out ... --viewer DIR")
+    avatar, config, path, iteration = load_export_avatar(args.checkpoint, args.config, args.overrides)
     with Chromium() as browser:
         rows, picture = viewer_vs_renderer(avatar, config, args.viewer / "index.html", browser)
     bake = bake_on_heldout(avatar, config, bake_avatar(avatar, args.texture))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smplx.cli import MissingFileError
 from smplx.fileio import atomic_write
 from handavatar.cameras import Camera, look_at
 from handavatar.export.browser import Chromium
@@ -34,7 +35,7 @@ def write_viewer(folder: Path, asset: Path) -> Path:
     """
     missing = [name for name in _PAGE if not (VIEWER_DIST / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"the viewer is not built ({', '.join(str(VIEWER_DIST / m) for m in missing)} "
+        raise MissingFileError(f"the viewer is not built ({', '.join(str(VIEWER_DIST / m) for m in missing)} "
                                 "missing): run `make viewer` (needs Node.js and npm) and export again")
     folder.mkdir(parents=True, exist_ok=True)
     for name in _PAGE:

@@ -21,9 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from smplx.cli import cli_main
 from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import INTERHAND_TO_MANO, MASK_TREE, project, tree_path, world_to_camera
-from segment.synthetic import SEQUENCES
+from segment.synthetic import SEQUENCES, read_manifest
 from segment.video.correspondence import MEDIAPIPE_NAMES, MEDIAPIPE_TO_MANO
 from segment.video.frames import VideoError
 from segment.video.keypoints import load_keypoints
@@ -36,7 +37,7 @@ __all__ = ["evaluate_on_synthetic"]
 
 def _truth_records(truth: Path, camera: str | None):
     """The true frames of both sequences of one camera, in video order."""
-    manifest = json.loads((truth / "capture.json").read_text())
+    manifest = read_manifest(truth)
     split, capture = manifest["settings"]["split"], manifest["settings"]["capture"]
     camera = camera or manifest["cameras"][0]
     annotations = SplitAnnotations(truth, split)
@@ -104,6 +105,7 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
     return result
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segment.video.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,11 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera", help="camera id of the capture to use (default: its first)")
     parser.add_argument("--no-grabcut", action="store_true", help="masks are the projected mesh only")
     args = parser.parse_args(argv)
-    try:
-        result = evaluate_on_synthetic(args.truth, args.out, camera=args.camera, grabcut=not args.no_grabcut)
-    except (VideoError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    result = evaluate_on_synthetic(args.truth, args.out, camera=args.camera, grabcut=not args.no_grabcut)
     print(json.dumps(result, indent=1))
     print(f"wrote {args.out}/video/evaluation.json")
     return 0

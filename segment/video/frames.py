@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from smplx.cli import UserError
 from smplx.fileio import atomic_write
 
 __all__ = ["VideoError", "FrameFile", "PHONE_FOV_DEG", "IMAGE_SUFFIXES", "extract_frames", "intrinsics",
@@ -26,7 +27,7 @@ PHONE_FOV_DEG = 69.0  # across the longer side: 26 mm equivalent, a phone's main
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class VideoError(Exception):
+class VideoError(UserError):
     """The input cannot be turned into a capture; the message says what was wrong and what to do."""
 
 

@@ -24,6 +24,7 @@ import torch
 
 import smplx
 from smplx import MANO
+from smplx.cli import cli_main
 from segment.video.correspondence import LANDMARK_OFFSETS_MM, MEDIAPIPE_NAMES, MEDIAPIPE_TO_MANO
 
 __all__ = ["landmark_layer", "rest_anchors", "measure_offsets"]
@@ -109,26 +110,22 @@ def measure_offsets(model: MANO, betas: np.ndarray, global_orient: np.ndarray, h
     return offsets
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    import json
     from segment.annotations import SplitAnnotations, Subject
     from segment.interhand import tree_path
-    from segment.video.frames import VideoError
+    from segment.synthetic import read_manifest
     from segment.video.keypoints import detect_keypoints
     parser = argparse.ArgumentParser(prog="python -m segment.video.landmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--truth", type=Path, required=True, help="a synthetic capture (not the one you evaluate on)")
     parser.add_argument("--seq", default="ROM04_RT_Occlusion", help="sequence to measure on")
     args = parser.parse_args(argv)
-    try:
-        manifest = json.loads((args.truth / "capture.json").read_text())
-        camera, hand = manifest["cameras"][0], manifest["settings"]["hand"]
-        records, _ = SplitAnnotations(args.truth, "test").frames(Subject("test", 0, args.seq, camera), hand)
-        keypoints = detect_keypoints([tree_path(args.truth, "images", "test", r.file_name) for r in records],
-                                     args.truth / "video" / f"keypoints_{args.seq}_{camera}.npz")
-    except (OSError, KeyError, VideoError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    manifest = read_manifest(args.truth)
+    camera, hand = manifest["cameras"][0], manifest["settings"]["hand"]
+    records, _ = SplitAnnotations(args.truth, "test").frames(Subject("test", 0, args.seq, camera), hand)
+    keypoints = detect_keypoints([tree_path(args.truth, "images", "test", r.file_name) for r in records],
+                                 args.truth / "video" / f"keypoints_{args.seq}_{camera}.npz")
     model = smplx.create(manifest["model"]["source"], is_rhand=hand == "right", dtype=torch.float64)
     data = model.to_model_data()
     pose = np.stack([r.pose for r in records])

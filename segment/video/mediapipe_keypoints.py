@@ -27,10 +27,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["detect"]
+__all__ = ["detect", "KeypointInputError"]
 
 NUM_LANDMARKS = 21
 _SWAP = {"Left": "right", "Right": "left"}  # mediapipe assumes a mirrored (front camera) image
+
+
+class KeypointInputError(Exception):
+    """An input file cannot be read. This environment cannot import smplx.cli (no torch), so main() keeps the same
+    contract by hand: one `error: ...` line and exit status 2 for this error only; anything else is a bug."""
 
 
 def detect(paths: list[Path], *, min_confidence: float = 0.5, progress: bool = True) -> dict[str, np.ndarray]:
@@ -47,7 +52,7 @@ def detect(paths: list[Path], *, min_confidence: float = 0.5, progress: bool = T
         for i, path in enumerate(paths):
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
-                raise ValueError(f"{path} cannot be read as an image")
+                raise KeypointInputError(f"{path} cannot be read as an image")
             height, width = bgr.shape[:2]
             result = hands.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             if result.multi_hand_landmarks:
@@ -74,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-confidence", type=float, default=0.5, help="detection and tracking (default 0.5)")
     args = parser.parse_args(argv)
     try:
+        if not args.images.is_file():
+            raise KeypointInputError(f"--images {args.images} does not exist")
         paths = [Path(line) for line in args.images.read_text().splitlines() if line.strip()]
         result = detect(paths, min_confidence=args.min_confidence)
-    except (OSError, ValueError) as error:
+    except KeypointInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     partial = args.out.with_name(args.out.name + ".partial.npz")

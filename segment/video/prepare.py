@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import smplx
+from smplx.cli import cli_main
 from smplx.fileio import atomic_write
 from segment.annotations import MIN_BOX_PX, box_ok
 from segment.interhand import HAND_TYPES
@@ -181,13 +182,10 @@ def _parse(argv):
     return args, settings
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args, settings = _parse(argv)
-    try:
-        summary = prepare_video(args.source, args.out, settings, progress=not args.quiet)
-    except VideoError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    summary = prepare_video(args.source, args.out, settings, progress=not args.quiet)
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
     print(f"camera: {summary['camera']['note']}")
     print(f"{summary['frames']} frames: kept {summary['kept']} ({summary['train']} training, {summary['held_out']} "

@@ -16,8 +16,10 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from smplx.body_models import MANO
+from smplx.cli import InputError, MissingFileError
 from smplx.hand_pose import prior_poses, sample_prior
 from smplx.mesh import face_normals
+from smplx.torchfile import read_torch_file
 from smplx.mesh_losses import (face_adjacency, laplacian_smoothing, mesh_to_points_sq, normal_consistency,
                                point_triangle_distance_sq, points_to_mesh_sq, uniform_laplacian)
 
@@ -96,7 +98,7 @@ class PoseSampler:
     def __init__(self, base: MANO, *, pool: int, shape_std: float, global_rotation: bool, seed: int):
         data = base.to_model_data()
         if data.hands_coeffs is None or data.hands_components is None or data.hands_mean is None:
-            raise ValueError("the hand model has no pose prior (hands_components, hands_mean, hands_coeffs); "
+            raise InputError("the hand model has no pose prior (hands_components, hands_mean, hands_coeffs); "
                              "the LBS-weight pretraining samples its poses from it")
         prior = prior_poses(data.hands_mean, data.hands_coeffs, data.hands_components)
         poses = sample_prior(prior, base.pose_frames(), pool, np.random.default_rng(seed))
@@ -214,15 +216,16 @@ def load_lbs_weights(path: str | Path, model: MANO, *, levels: int | None = None
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"skinning weights {path} do not exist; train them with scripts/train_lbs.sh")
-    weights = torch.load(path, map_location="cpu", weights_only=True)
+        raise MissingFileError(f"skinning weights {path} do not exist; train them with scripts/train_lbs.sh")
+    weights = read_torch_file(path, what="skinning weights", remedy="retrain them with scripts/train_lbs.sh")
     expected = tuple(model.lbs_weights.shape)
     if not isinstance(weights, Tensor) or tuple(weights.shape) != expected:
         shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
         level = f" (MANO-HD level {levels})" if levels is not None else ""
-        raise ValueError(f"{path} holds weights of shape {shape}, but the model{level} has {expected[0]} vertices "
+        raise InputError(f"{path} holds weights of shape {shape}, but the model{level} has {expected[0]} vertices "
                          f"and needs {expected}; retrain them for this model and level with scripts/train_lbs.sh")
     if not torch.isfinite(weights).all() or weights.min() < 0 or not torch.allclose(
             weights.sum(1), torch.ones(len(weights), dtype=weights.dtype), atol=1e-4):
-        raise ValueError(f"{path}: weights must be finite, non-negative and sum to 1 per row")
+        raise InputError(f"{path}: weights must be finite, non-negative and sum to 1 per row; retrain them with "
+                         "scripts/train_lbs.sh")
     return weights.to(model.lbs_weights)

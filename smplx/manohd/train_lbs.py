@@ -22,6 +22,7 @@ import trimesh
 from torch.utils.tensorboard import SummaryWriter
 
 import smplx
+from smplx.cli import cli_main
 from smplx.config import (Count, NonNegInt, NonNegative, Positive, Range,
                           config_to_dict, parse_config_command, resolve_device)
 from smplx.fileio import atomic_write
@@ -189,6 +190,7 @@ def _write_report(run: LBSRun, reports: dict[str, WeightReport], board: SummaryW
             board.add_scalar(f"eval/{name}_p99_mm", r.p99_mm, step)
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> None:
     config, eval_only = parse_config_command(LBSConfig, DEFAULTS, argv, description=__doc__,
                                              eval_help="only evaluate <out_root>/<name>/lbs_weights.pth")

@@ -16,6 +16,8 @@ import imageio.v3 as iio
 import torch
 
 from smplx.body_models import MANO
+from smplx.cli import cli_main
+from smplx.fileio import make_folder
 from smplx.hand_pose import named_poses
 from smplx.model_file import save_model_file
 from smplx.open_hand.build import OPEN_HAND_LICENSE, build_open_hand
@@ -25,12 +27,14 @@ PICTURE_POSES = ("flat", "fist", "pinch", "point", "spread")
 PICTURE_VIEWS = ("top", "back")  # from above, and from the thumb side of a right hand
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("mano"), help="output folder (default: mano/)")
     parser.add_argument("--format", choices=("pkl", "npz"), default="pkl")
     parser.add_argument("--no-picture", action="store_true", help="skip open_hand_poses.png")
     args = parser.parse_args(argv)
+    make_folder(args.out, "--out")
 
     start = time.perf_counter()
     extra = {"license": OPEN_HAND_LICENSE, "generator": "python -m smplx.open_hand"}

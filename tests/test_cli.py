@@ -1,0 +1,107 @@
+"""One CLI contract for every entry point: a user error is ONE line `error: ...` on stderr naming the file or key,
+exit status 2, no traceback; a bug keeps its traceback (exit status 1). The bad inputs are in tests/cli_cases.py."""
+
+import errno
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import segment.preprocess
+from smplx.cli import InputError, MissingFileError, cli_main, error_line, is_user_error
+from tests.cli_cases import CASES, ROOT, expand, main_of, make_inputs, run_in_process, run_subprocess
+
+
+@pytest.fixture(scope="module")
+def w(tmp_path_factory):
+    return make_inputs(tmp_path_factory.mktemp("cli") / "w")
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("command, arguments, expected", CASES, ids=[f"{c} {a}" for c, a, _ in CASES])
+def test_a_user_error_is_one_line_and_exit_status_2(w, command, arguments, expected):
+    code, stderr = run_in_process(command, arguments, w)
+    assert "Traceback" not in stderr, stderr
+    assert code == 2, stderr
+    errors = _error_lines(stderr)
+    assert len(errors) == 1, stderr
+    assert expand(expected, w) in errors[0]
+
+
+def test_every_python_m_entry_point_is_covered():
+    """Each command of the project (a committed module with `if __name__ == "__main__":` under the four packages,
+    except the keypoint step that runs in .venv-video and handles its one error itself) has cases, and its main is
+    wrapped by cli_main."""
+    files = subprocess.run(["git", "ls-files", "handavatar", "smplx", "pairof", "segment"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    mains = set()
+    for name in files:
+        if name.endswith(".py") and re.search(r'^if __name__ == "__main__":', (ROOT / name).read_text(), re.M):
+            mains.add(".".join(Path(name).with_suffix("").parts).removesuffix(".__main__"))
+    mains.discard("segment.video.mediapipe_keypoints")
+    assert mains == {command for command, _, _ in CASES}
+    for command in mains:
+        assert main_of(command).__wrapped__, command  # functools.wraps of cli_main
+
+
+def test_bugs_keep_their_traceback(w, monkeypatch, capsys):
+    """A plain ValueError or RuntimeError from inside a command is not a user error: it is not turned into exit 2."""
+    def broken(*args, **kwargs):
+        raise ValueError("an internal value went wrong")
+
+    monkeypatch.setattr(segment.preprocess, "build_cache", broken)
+    with pytest.raises(ValueError, match="an internal value went wrong"):
+        segment.preprocess.main(["--root", str(w), "--subject", "test/Capture0/ROM04_RT_Occlusion"])
+    assert "error:" not in capsys.readouterr().err
+
+    @cli_main
+    def command(argv=None):
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        command([])
+    for plain in (ValueError("x"), FileNotFoundError("x"), KeyError("x"), OSError(errno.EACCES, "denied")):
+        assert not is_user_error(plain)
+
+
+def test_user_errors_and_a_full_disk(capsys):
+    @cli_main
+    def command(argv=None):
+        raise argv[0]
+
+    cases = [(InputError("bad value in\n  two lines"), "error: bad value in two lines"),
+             (MissingFileError("f.yaml does not exist"), "error: f.yaml does not exist"),
+             (OSError(errno.ENOSPC, "No space left on device", "out/latest.tar"),
+              "error: No space left on device writing out/latest.tar; free some space on that disk or write the "
+              "outputs elsewhere (the previous files are kept)")]
+    for error, line in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            command([error])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == line + "\n"
+        assert error_line(error) == line
+    assert command.__name__ == "command"
+
+
+def test_python_m_and_the_scripts_pass_the_exit_status(w):
+    """As a user runs them: `python -m`, a scripts/*.sh wrapper (exec) and the multi-stage script (set -e)."""
+    runs = [run_subprocess("handavatar.train", "--config nonexistent.yaml", w),
+            subprocess.run(["bash", "scripts/train_hand.sh", "nonexistent.yaml"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600),
+            subprocess.run(["bash", "scripts/video_to_avatar.sh", "/nonexistent.mp4", "--out", str(w / "mine")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)]
+    for result, expected in zip(runs, ("nonexistent.yaml does not exist", "nonexistent.yaml does not exist",
+                                       "/nonexistent.mp4 does not exist")):
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        errors = _error_lines(result.stderr)
+        assert len(errors) == 1 and expected in errors[0], result.stderr
+    bug = subprocess.run([sys.executable, "-c", "from smplx.cli import cli_main\n"
+                          "cli_main(lambda argv: {}['missing'])([])"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert bug.returncode == 1 and "Traceback" in bug.stderr and "KeyError: 'missing'" in bug.stderr
