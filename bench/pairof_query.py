@@ -5,7 +5,9 @@ pair for every point), in float32 and bfloat16, on this machine.
 
 The points are spread through the part boxes of a posed open hand at MANO-HD level 2 (uniform in each of the 16
 padded boxes, as PairOF's training points), queried without gradients in one call (chunked inside). Prints the best
-of --repeats runs of each variant and the ratios to dense float32 measured in the same run.
+of --repeats runs of each variant and the ratios to dense float32 measured in the same run; then the sparse query
+with the decoders' clamped Softplus (pairof.networks.Softplus) against the exact `nn.Softplus` it replaced, whose
+exponential underflows on most of a decoder's inputs (slow on some CPUs; issue 23), with and without gradients.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 import smplx
 from smplx.hand_pose import named_poses
 from pairof.model import PairOF
+from pairof.networks import ImplicitNet, Softplus
 from pairof.train import box_points
 
 
@@ -54,6 +57,26 @@ def main(argv: list[str] | None = None) -> None:
         rates[name] = points.shape[1] / min(times)
         print(f"{name:16s} {rates[name]:10.0f} points/s  (x{rates[name] / rates['dense float32']:.1f} vs dense "
               f"float32)")
+
+    print("clamped vs exact Softplus(beta=100) in the decoders (sparse, best of --repeats, interleaved):")
+    clamped = [m for m in field.modules() if isinstance(m, ImplicitNet)]
+    for precision in ("float32", "bfloat16"):
+        for grad in (False, True):
+            field.precision = precision
+            times = {"exact": [], "clamped": []}
+            for _ in range(args.repeats):
+                for variant in times:
+                    for net in clamped:
+                        net.activation = torch.nn.Softplus(beta=100) if variant == "exact" else Softplus(beta=100)
+                    start = time.perf_counter()
+                    with torch.set_grad_enabled(grad):
+                        out = field.query(points, encoding)
+                        if grad:
+                            out.occupancy.sum().backward()
+                    times[variant].append(time.perf_counter() - start)
+            print(f"  {precision:8s} {'forward+backward' if grad else 'forward':16s} exact {min(times['exact']):.3f} s,"
+                  f" clamped {min(times['clamped']):.3f} s: x{min(times['exact']) / min(times['clamped']):.2f}")
+            field.zero_grad(set_to_none=True)
 
 
 if __name__ == "__main__":
