@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from smplx.cli import InputError, cli_main
+from smplx.cli import InputError, cli_main, finite_float
 from smplx.fileio import atomic_write
 from segment.annotations import FrameRecord, SplitAnnotations, Subject
 from segment.interhand import (ANNOTATION_KINDS, IMAGE_TREE, MASK_TREE, FrameFileError, annotation_path, project,
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hand", choices=("right", "left"), default="right")
     parser.add_argument("--model", help="MANO-format file or folder, or open_hand (default: the capture's model "
                         "for a synthetic capture, else mano/)")
-    parser.add_argument("--bbox-offset", type=float, default=0.01, help="3D box margin, dm (default: %(default)s)")
+    parser.add_argument("--bbox-offset", type=finite_float, default=0.01, help="3D box margin, dm (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

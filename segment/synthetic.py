@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 import smplx
 from smplx.model_file import HandModelData
-from smplx.cli import UserError, cli_main
+from smplx.cli import UserError, cli_main, finite_float
 from smplx.fileio import atomic_write
 from smplx.hand_pose import build_pose_prior, prior_poses
 from segment.annotations import BORDER_PX
@@ -479,10 +479,10 @@ def _parse(argv: list[str] | None) -> tuple[CaptureSettings, argparse.Namespace]
             parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=value,
                                 metavar="BOOL", help=f"default: {value}")
         elif isinstance(value, tuple):
-            parser.add_argument(flag, type=float, nargs=3, default=value, help=helps.get(field.name,
+            parser.add_argument(flag, type=finite_float, nargs=3, default=value, help=helps.get(field.name,
                                                                                            f"default: {value}"))
         else:
-            parser.add_argument(flag, type=type(value), default=value,
+            parser.add_argument(flag, type=finite_float if isinstance(value, float) else type(value), default=value,
                                 help=f"{helps.get(field.name, '')} (default: {value})".strip())
     args = parser.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in fields(CaptureSettings)}

@@ -21,13 +21,16 @@ This module imports only the standard library.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import functools
+import math
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["UserError", "InputError", "MissingFileError", "cli_main", "is_user_error", "error_line", "EXIT_USER"]
+__all__ = ["UserError", "InputError", "MissingFileError", "cli_main", "is_user_error", "error_line", "finite_float",
+           "EXIT_USER"]
 
 EXIT_USER = 2  # the exit status of a user error (argparse's own usage errors use it too)
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -61,6 +64,18 @@ def error_line(error: BaseException) -> str:
     else:
         text = " ".join(str(error).split()) or type(error).__name__
     return f"error: {text}"
+
+
+def finite_float(text: str) -> float:
+    """The argparse `type` of a number flag: a float that is not NaN or infinite (argparse names the flag and exits
+    with status 2 otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def cli_main(main: Main) -> Main:

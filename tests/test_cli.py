@@ -105,3 +105,17 @@ def test_python_m_and_the_scripts_pass_the_exit_status(w):
                           "cli_main(lambda argv: {}['missing'])([])"], cwd=ROOT, capture_output=True, text=True,
                          timeout=600)
     assert bug.returncode == 1 and "Traceback" in bug.stderr and "KeyError: 'missing'" in bug.stderr
+
+
+@pytest.mark.parametrize("command, arguments", [
+    ("segment.synthetic", "--distance nan --out {w}/synthetic"),
+    ("segment.synthetic", "--light-direction 0 inf 1 --out {w}/synthetic"),
+    ("segment.preprocess", "--subject test/Capture0/SEQ --bbox-offset inf"),
+    ("segment.video.prepare", "/nonexistent.mp4 --out {w}/video --eval-fraction nan"),
+    ("handavatar.export", "--checkpoint /nonexistent.tar --out {w}/a.glb --fps inf"),
+])
+def test_number_flags_refuse_nan_and_infinity(w, command, arguments):
+    """argparse's own contract (usage, then `prog: error: argument --flag: ...`, exit status 2), before any work."""
+    code, stderr = run_in_process(command, arguments, w)
+    assert code == 2 and "Traceback" not in stderr
+    assert re.search(r"error: argument --[\w-]+: '-?(nan|inf)' is not a finite number", stderr), stderr

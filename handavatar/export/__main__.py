@@ -15,7 +15,7 @@ import argparse
 import os
 from pathlib import Path
 
-from smplx.cli import InputError, cli_main
+from smplx.cli import InputError, cli_main, finite_float
 from handavatar.export.avatar import clip_motion, export_avatar, load_export_avatar
 from handavatar.export.viewer import write_viewer
 
@@ -29,7 +29,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         "beside the checkpoint)")
     parser.add_argument("--texture", type=int, default=1024, help="albedo texture side, px (default 1024)")
     parser.add_argument("--motion", default="freepose", help="freepose (default) or a motion file (.npz/.json)")
-    parser.add_argument("--fps", type=float, help="frames per second of the clip (default: run.fps)")
+    parser.add_argument("--fps", type=finite_float, help="frames per second of the clip (default: run.fps)")
     parser.add_argument("--viewer", type=Path, help="also write the web viewer with the asset into this folder")
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     return parser.parse_args(argv)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import smplx
-from smplx.cli import cli_main
+from smplx.cli import cli_main, finite_float
 from smplx.fileio import atomic_write
 from segment.annotations import MIN_BOX_PX, box_ok
 from segment.interhand import HAND_TYPES
@@ -164,14 +164,14 @@ def _parse(argv):
     parser.add_argument("--out", type=Path, required=True, help="dataset root to write, e.g. data/mine")
     parser.add_argument("--hand", default="right", choices=HAND_TYPES, help="the hand filmed (default: right)")
     camera = parser.add_mutually_exclusive_group()
-    camera.add_argument("--fov", type=float, help="field of view across the longer side, degrees (default 69: a "
+    camera.add_argument("--fov", type=finite_float, help="field of view across the longer side, degrees (default 69: a "
                                                   "phone's main camera)")
-    camera.add_argument("--focal", type=float, help="focal length of the source frames, px")
+    camera.add_argument("--focal", type=finite_float, help="focal length of the source frames, px")
     parser.add_argument("--every", type=int, default=1, help="keep every N-th frame (default 1)")
     parser.add_argument("--max-frames", type=int, help="stop after this many kept frames")
     parser.add_argument("--max-side", type=int, default=1024, help="scale frames down to this longer side, px")
-    parser.add_argument("--eval-fraction", type=float, default=0.2, help="the last part of the video held out for "
-                                                                         "validation (default 0.2)")
+    parser.add_argument("--eval-fraction", type=finite_float, default=0.2,
+                        help="the last part of the video held out for validation (default 0.2)")
     parser.add_argument("--model", default="mano", help="MANO file or folder (else the open hand); default mano/")
     parser.add_argument("--no-grabcut", action="store_true", help="masks are the projected mesh only")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
