@@ -81,6 +81,9 @@ class TrainSection:
     decay_epochs: Positive  # with decay_iters 0: epochs of the training subject (published 50, 40, 30)
     accum_iter: Count  # images per optimiser step (gradients accumulated)
     maxiter: NonNegInt  # iterations (images per process) to train (0: until the decay is complete)
+    # also stop once training has taken this many seconds (resumes counted; 0: no limit), at the end of an
+    # optimiser step, saving latest.tar
+    max_seconds: NonNegative
     lossweights: LossWeights
     log_every: Count  # iterations between TensorBoard scalars
     save_every: Count  # iterations between latest.tar checkpoints

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from smplx.body_models import OPEN_HAND, find_model_file
 from smplx.cli import InputError, cli_main
@@ -63,6 +64,14 @@ def _read_json(root: Path, path: str) -> dict:
 
 def _existing(root: Path, paths: dict[str, str]) -> dict[str, str]:
     return {name: path for name, path in paths.items() if (root / path).exists()}
+
+
+def _trained(root: Path, checkpoint: str) -> dict:
+    """Iterations and seconds of training a checkpoint holds (train.max_seconds may stop before train.maxiter)."""
+    if not (root / checkpoint).is_file():
+        return {}
+    state = torch.load(root / checkpoint, map_location="cpu", weights_only=True)
+    return {"iterations": int(state["iter"]), "training seconds": round(float(state.get("seconds", 0.0)))}
 
 
 def _lbs_figures(eval_json: str):
@@ -194,8 +203,9 @@ def demo_stages(root: Path = ROOT) -> list[Stage]:
               inputs=(*avatar_configs, hand_file, avatar.smpl_cfg.pairof, capture, masks["train"], caches["train"])
               + ((avatar.smpl_cfg.lbs_weights,) if avatar.smpl_cfg.lbs_weights else ()),
               outputs=(f"{experiment}/latest.tar",), fresh=(experiment,),
-              figures=lambda r: _existing(r, {"checkpoint": f"{experiment}/latest.tar",
-                                              "TensorBoard": f"{experiment}/board"})),
+              figures=lambda r: {**_existing(r, {"checkpoint": f"{experiment}/latest.tar",
+                                                 "TensorBoard": f"{experiment}/board"}),
+                                 **_trained(r, f"{experiment}/latest.tar")}),
         Stage("val", ("scripts/train_hand.sh", AVATAR_CONFIG, "phase=val"),
               "validate on the held-out sequence: PSNR, SSIM, LPIPS",
               inputs=(*avatar_configs, f"{experiment}/latest.tar", capture, masks["eval"], caches["eval"]),

@@ -28,6 +28,14 @@ class Distributed:
         """The process that logs, saves and validates."""
         return self.rank == 0
 
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's `flag`, on every process (a broadcast when there are several), so that all stop together."""
+        if self.world == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.broadcast(value, 0)
+        return bool(value.item())
+
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()

@@ -172,6 +172,11 @@ def train(config: AvatarConfig) -> Path:
     if group.main:
         print(f"{len(dataset)} training images; learning rates fall 10x over {decay} images; {maxiter} iterations of "
               f"{group.world} image(s)")
+    if config.train.max_seconds and seconds >= config.train.max_seconds and start < maxiter:
+        if group.main:
+            print(f"train.max_seconds: {latest} has already trained {seconds:.0f} s (iteration {start}); nothing to "
+                  "do (raise train.max_seconds to train on)")
+        maxiter = start
     bar = folder.progress(start, maxiter, "avatar", unit="it")
     tick, rays, resumed_seconds = time.perf_counter(), 0, seconds
     for iteration in bar:
@@ -201,9 +206,14 @@ def train(config: AvatarConfig) -> Path:
                 average.update(avatar, -(-(iteration + 1) // config.train.accum_iter))
         done = iteration + 1
         seconds += time.perf_counter() - began
+        # train.max_seconds: rank 0's clock decides for every process, at the end of an optimiser step
+        out_of_time = step and bool(config.train.max_seconds) and group.agree(seconds >= config.train.max_seconds)
+        last = done == maxiter or out_of_time
         if not group.main:
+            if out_of_time:
+                break
             continue
-        if done % config.train.log_every == 0 or done == maxiter:
+        if done % config.train.log_every == 0 or last:
             for name, value in terms.items():
                 board.add_scalar(f"train/{name}", value.item(), done)
             board.add_scalar("train/total", total.item(), done)
@@ -211,11 +221,15 @@ def train(config: AvatarConfig) -> Path:
             board.add_scalar("train/iterations_per_s", config.train.log_every / (time.perf_counter() - tick), done)
             tick = time.perf_counter()
             bar.set_postfix(loss=f"{total.item():.4f}")
-        if done % config.train.save_every == 0 or done == maxiter:
+        if done % config.train.save_every == 0 or last:
             save(done)
-        if progress is not None and (done % config.train.progress_every == 0 or done == maxiter):
+        if progress is not None and (done % config.train.progress_every == 0 or last):
             progress.log(rendered, board, done, seconds)
             tick = time.perf_counter()
+        if out_of_time:
+            print(f"train.max_seconds: stopped after {seconds:.0f} s of training at iteration {done} of {maxiter}")
+            maxiter = done
+            break
     bar.close()
     group.close()
     if group.main:

@@ -57,6 +57,30 @@ def test_resume_continues_exactly(setup, ema):
         g["lr"] for g in resumed["optimizer"]["param_groups"]]
 
 
+def test_max_seconds_stops_at_a_step_and_resumes(setup, monkeypatch):
+    """train.max_seconds: with each iteration taking 10 s (a fake clock), a 25 s budget stops at the first optimiser
+    step past it (iteration 4 with accumulation over 2) with the weights of a run told to stop there; rerun, it does
+    nothing; with a larger budget it trains on, counting the seconds already spent."""
+    import types
+    import handavatar.train as trainer
+    clock = [0.0]
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    real = trainer.to_tensors
+    monkeypatch.setattr(trainer, "to_tensors", lambda *a, **k: clock.__setitem__(0, clock[0] + 10.0) or real(*a, **k))
+    timed = torch.load(train(_config(setup, "experiment=timed", "train.maxiter=10", "train.max_seconds=25")),
+                       weights_only=True)
+    assert timed["iter"] == 4 and timed["seconds"] == 40.0
+    straight = torch.load(train(_config(setup, "experiment=stop_at_4", "train.maxiter=4")), weights_only=True)
+    for name, value in straight["network"].items():
+        assert torch.equal(value, timed["network"][name]), name
+    again = torch.load(train(_config(setup, "experiment=timed", "train.maxiter=10", "train.max_seconds=25")),
+                       weights_only=True)
+    assert again["iter"] == 4 and again["seconds"] == 40.0
+    longer = torch.load(train(_config(setup, "experiment=timed", "train.maxiter=10", "train.max_seconds=45")),
+                        weights_only=True)
+    assert longer["iter"] == 6 and longer["seconds"] == 60.0
+
+
 def test_weight_average_by_hand():
     layer = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.constant_(layer.weight, 1.0)
