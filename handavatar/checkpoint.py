@@ -44,7 +44,8 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
     net = config.network
     return HandAvatar(hand, field, deformer=net.deformer, shading=net.shading,
                       shading_normal=net.shading_normal, code_dim=net.code_dim,
-                      anchor_levels=net.anchor_levels, samples=config.N_samples, sampling=config.sampling,
+                      anchor_levels=net.anchor_levels, albedo_at=net.albedo_at, samples=config.N_samples,
+                      sampling=config.sampling,
                       renderer=config.render.renderer, group=config.render.group,
                       tolerance=config.render.tolerance, band=config.render.band,
                       band_margin=config.render.band_margin, band_min=config.render.band_min,
@@ -103,6 +104,11 @@ def load_avatar(config: AvatarConfig, device: torch.device) -> tuple[HandAvatar,
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise InputError(f"checkpoint {path} is not an avatar checkpoint: expected the keys iter, network, optimizer, "
                          f"config of handavatar.train, found {found}")
+    saved = json.loads(state["config"]).get("network", {}) if state.get("config") else {}
+    if saved.get("albedo_at", "samples") != config.network.albedo_at:  # same tensors, another picture
+        raise ValueError(f"checkpoint {path} was trained with network.albedo_at={saved.get('albedo_at', 'samples')}, "
+                         f"this config says {config.network.albedo_at}: render with the config it was trained with "
+                         "(config.yaml beside it) or set network.albedo_at")
     avatar = build_avatar(config, device)
     _check_state(avatar.state_dict(), state["network"], state.get("config"), config, path)
     avatar.load_state_dict(state["network"])

@@ -349,6 +349,76 @@ def test_shading_normal_input(parts):
         fast.shading(torch.zeros(1, 16), torch.zeros(1, fast.anchor_embedding.shape[1]), torch.zeros(48))
 
 
+@pytest.mark.parametrize("sampling, group, shading", [("box", 3, True), ("parts", 8, True), ("parts", 3, False)])
+def test_fast_renderer_draws_what_the_reference_draws_with_the_albedo_at_the_surface(parts, sampling, group, shading):
+    """network.albedo_at 'surface': both renderers composite the shading and depth and look the albedo up once per
+    ray at the same point, so without early termination they draw the same picture with the same gradients."""
+    hand, sample = parts
+    fast = _avatar(hand, sampling=sampling, tolerance=0.0, group=group, albedo_at="surface", shading=shading)
+    reference = _avatar(hand, sampling=sampling, renderer="reference", albedo_at="surface", shading=shading)
+    reference.load_state_dict(fast.state_dict())
+    outs = []
+    for avatar in (fast, reference):
+        out = avatar.render_rays(*_rays(avatar, sample), stratified=True, generator=torch.Generator().manual_seed(3))
+        (out["rgb"].sum() + out["alpha"].sum()).backward()
+        outs.append(out)
+    for name in ("rgb", "albedo", "shading", "depth", "alpha"):
+        torch.testing.assert_close(outs[0][name], outs[1][name], rtol=1e-5, atol=1e-6)
+    assert outs[0]["alpha"].max() > 0.2 and fast.albedo.codes.grad.abs().sum() > 0
+    for (name, a), b in zip(fast.named_parameters(), reference.parameters()):
+        if a.grad is not None or b.grad is not None:  # atol: the deformer's last bias sums float32 terms up to
+            # ~0.3 (its weight's gradient) that cancel to ~1e-6; the two renderers sum them in other orders
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _albedo_one_point_by_hand(avatar, point, anchors):
+    """The albedo field at one point, written out: the k nearest anchors by sorting every distance, inverse-distance
+    weights, the codes' blend, then the MLP layer by layer."""
+    dists = torch.stack([(point - anchor).norm() for anchor in anchors])
+    order = torch.argsort(dists)[:avatar.field.neighbours]
+    inverse = [1.0 / dists[i].clamp_min(1e-4) for i in order]
+    h = sum(w * avatar.albedo.codes[i] for w, i in zip(inverse, order)) / sum(inverse)
+    for j, layer in enumerate(avatar.albedo.layers):
+        h = layer(h)
+        h = torch.relu(h) if j < len(avatar.albedo.layers) - 1 else torch.sigmoid(h)
+    return h
+
+
+def test_albedo_at_the_surface_matches_a_per_ray_loop(parts):
+    """The fast renderer's albedo_at 'surface' against a slow reference written ray by ray: the published renderer
+    (albedo at the samples) gives each ray's composited shading, depth and alpha; the loop then takes the point
+    o + d depth / alpha, its nearest anchors among all of them, and the field written out by hand."""
+    hand, sample = parts
+    surface = _avatar(hand, tolerance=0.0, albedo_at="surface")
+    published = _avatar(hand, renderer="reference")
+    published.load_state_dict(surface.state_dict())
+    origin, directions, near, far, posed, encoding, background = _rays(surface, sample)
+    directions = torch.cat([directions, -directions[:5]])  # and 5 rays that look away from the hand
+    near, far = torch.cat([near, near[:5]]), torch.cat([far, far[:5]])
+    with torch.no_grad():
+        fast = surface.render_rays(origin, directions, near, far, posed, encoding, background)
+        every = published.render_rays(origin, directions, near, far, posed, encoding, background)
+        anchors = encoding.anchors[0]
+        rgb, albedo = [], []
+        for r in range(directions.shape[0]):
+            alpha = every["alpha"][r]
+            colour = torch.zeros(3)
+            if alpha > 0:
+                colour = _albedo_one_point_by_hand(surface, origin + directions[r] * every["depth"][r, 0] / alpha,
+                                                   anchors)
+            rgb.append(colour * every["shading"][r] + (1 - alpha) * background)
+            albedo.append(alpha * colour + (1 - alpha) * background)
+    hit = every["alpha"] > 0
+    assert hit.sum() > 10 and (~hit).sum() > 0  # rays on the hand and rays that miss it
+    for name in ("shading", "depth", "alpha"):  # the per-sample shading and depth do not change
+        torch.testing.assert_close(fast[name], every[name], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast["rgb"], torch.stack(rgb), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast["albedo"], torch.stack(albedo), rtol=1e-5, atol=1e-6)
+    assert (fast["albedo"][hit] - every["albedo"][hit]).abs().max() > 1e-3  # not the published per-sample blend
+    with pytest.raises(ValueError, match="albedo_at 'texture'"):
+        _avatar(hand, albedo_at="texture")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("renderer, band", [("fast", 0.05), ("fast", "auto"), ("reference", 0.0)])
 def test_cuda_renders_what_the_cpu_renders(parts, renderer, band):

@@ -141,6 +141,17 @@ def test_validation_reports(setup):
         run_validation(_config(setup, "experiment=never", "phase=val"))
 
 
+def test_albedo_at_the_surface_trains_validates_and_is_checked_on_load(setup):
+    """network.albedo_at: surface trains and validates; its checkpoint holds the same tensors as a published one, so
+    loading it under the other setting (which would draw another picture) is refused, naming the key."""
+    train(_config(setup, "experiment=surface", "train.maxiter=2", "network.albedo_at=surface"))
+    summary = run_validation(_config(setup, "experiment=surface", "phase=val", "network.albedo_at=surface",
+                                     "data.eval_skip=1", "data.max_frames=1"))
+    assert summary["frames"] == 1 and np.isfinite(summary["psnr"]) and 0 <= summary["albedo_error"] < 1
+    with pytest.raises(ValueError, match="trained with network.albedo_at=surface, this config says samples"):
+        run_validation(_config(setup, "experiment=surface", "phase=val", "data.eval_skip=1", "data.max_frames=1"))
+
+
 def test_perceptual_loss_and_progress_renders(setup):
     """With the LPIPS loss on, training logs it and the perceptual metric's name; progress renders land in
     TensorBoard and progress.csv; patches too small for ST-LPIPS are refused before training."""

@@ -6,7 +6,8 @@ albedo field and SelF's shading at every ray sample, composited front to back.
     out["rgb"], out["alpha"], out["albedo"], out["shading"], out["depth"]      # (P, h, w, C) pixel grids
 
 Each branch can be switched off for ablations: without the deformer the template is used as is; without SelF the
-shading is 1 (colour = albedo).
+shading is 1 (colour = albedo). With `albedo_at='surface'` (not in the paper) the albedo is looked up once per ray,
+at its expected surface point, instead of at every sample (`handavatar.render.surface`).
 
 Two renderers draw the same samples: 'reference', the naive published one (every sample, every part pair, every
 anchor), and 'fast' (the default), which leaves out the work that cannot change the picture (see `_march`).
@@ -28,11 +29,13 @@ from handavatar.model.embedder import positional_encoding
 from handavatar.model.shading import SelF
 from handavatar.render.anchors import AnchorIndex
 from handavatar.render.boxes import part_box_intervals, sample_in_intervals
+from handavatar.render.surface import composite_surface_albedo
 from handavatar.render.volume import composite, sample_depths
 
-__all__ = ["HandAvatar", "RENDERERS"]
+__all__ = ["HandAvatar", "RENDERERS", "ALBEDO_AT"]
 
 RENDERERS = ("fast", "reference")
+ALBEDO_AT = ("samples", "surface")
 
 
 class HandAvatar(nn.Module):
@@ -47,6 +50,8 @@ class HandAvatar(nn.Module):
         shading_normal: SelF also sees the posed surface normal (camera frame), blended over the nearest anchors
             (not in the paper; see `SelF`).
         code_dim: albedo code width; anchor_levels: positional-encoding frequencies of the anchor positions.
+        albedo_at: 'samples': the albedo at every ray sample, composited (published); 'surface': once per ray, at
+            the ray's expected surface point, times the composited shading (`handavatar.render.surface`).
         samples: samples per ray.
         sampling: 'box': evenly between near and far, where the ray crosses the posed hand's 3D box (published);
             'parts': evenly over the stretches of the ray inside the posed part boxes, the only places with
@@ -67,7 +72,8 @@ class HandAvatar(nn.Module):
     """
 
     def __init__(self, hand: MANO, field: PairOF, *, deformer: bool = True, shading: bool = True,
-                 shading_normal: bool = False, code_dim: int = 128, anchor_levels: int = 3, samples: int = 64,
+                 shading_normal: bool = False, code_dim: int = 128, anchor_levels: int = 3,
+                 albedo_at: str = "samples", samples: int = 64,
                  sampling: str = "box", renderer: str = "fast", group: int = 8, tolerance: float = 1e-3,
                  band: float | str = 0.0, band_margin: float = 0.03, band_min: float = 0.06,
                  band_training: float = 0.1, band_pose_step: float = 30.0):
@@ -84,6 +90,9 @@ class HandAvatar(nn.Module):
         self.shading = SelF(anchor_dim=self.anchor_embedding.shape[1], normal=shading_normal) if shading else None
         if sampling not in ("box", "parts"):
             raise ValueError(f"sampling {sampling!r} is not 'box' or 'parts'")
+        if albedo_at not in ALBEDO_AT:
+            raise ValueError(f"albedo_at {albedo_at!r} is not one of {ALBEDO_AT}")
+        self.albedo_at = albedo_at
         if renderer not in RENDERERS:
             raise ValueError(f"renderer {renderer!r} is not one of {RENDERERS}")
         if band != "auto" and not (isinstance(band, (int, float)) and band >= 0):
@@ -213,10 +222,11 @@ class HandAvatar(nn.Module):
                    normals: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Albedo (N, 3) and shading (N, 1) of N samples from their (N, k) nearest posed anchors, their (N, 16)
         SelF occlusion (running maximum of the soft part occupancies along the ray), the (48,) pose and the pose's
-        (A, 3) `anchor_normals`."""
-        albedo = self.albedo(anchor_dists, anchor_ids)
+        (A, 3) `anchor_normals`. With albedo_at 'surface' the samples have no albedo (None): the renderers look it
+        up once per ray (`surface_albedo`)."""
+        albedo = self.albedo(anchor_dists, anchor_ids) if self.albedo_at == "samples" else None
         if self.shading is None:
-            return albedo, torch.ones_like(albedo[:, :1])
+            return albedo, anchor_dists.new_ones(anchor_dists.shape[0], 1)
         embedding = blend_anchors(self.anchor_embedding, anchor_dists, anchor_ids)
         normal = None
         if normals is not None:
@@ -235,10 +245,26 @@ class HandAvatar(nn.Module):
         dists, ids = self.field.nearest_anchors(points, encoding)
         albedo, shading = self.appearance(dists[0], ids[0], occlusion.reshape(rays * samples, -1),
                                           posed.full_pose[0], self.anchor_normals(posed))
-        albedo, shading = albedo.view(rays, samples, 3), shading.view(rays, samples, 1)
-        result = composite(occupancy, {"rgb": albedo * shading, "albedo": albedo, "shading": shading,
-                                       "depth": z[..., None]}, background)
+        values = {"shading": shading.view(rays, samples, 1), "depth": z[..., None]}
+        if albedo is not None:
+            albedo = albedo.view(rays, samples, 3)
+            values.update(rgb=albedo * values["shading"], albedo=albedo)
+        result = composite(occupancy, values, background)
+        if albedo is None:
+            result.update(self.surface_albedo(origin, directions, result, background,
+                                              lambda p: self.field.nearest_anchors(p[None], encoding)))
         return {**result, "occupancy": occupancy.reshape(-1), "points": points[0]}
+
+    def surface_albedo(self, origin: Tensor, directions: Tensor, totals: dict[str, Tensor], background: Tensor,
+                       nearest) -> dict[str, Tensor]:
+        """albedo_at 'surface': 'rgb' and 'albedo' (R, 3) of rays from their composited 'shading', 'depth' (R, 1)
+        and 'alpha' (R,), with the albedo looked up once per ray at its expected surface point; `nearest`: (H, 3)
+        points -> their nearest posed anchors' distances and ids, (H, k) each (or (1, H, k))."""
+        def albedo_of(points: Tensor) -> Tensor:
+            dists, ids = nearest(points)
+            return self.albedo(dists.reshape(points.shape[0], -1), ids.reshape(points.shape[0], -1))
+        return composite_surface_albedo(albedo_of, origin, directions, totals["shading"], totals["depth"],
+                                        totals["alpha"], background)
 
     def _march(self, origin: Tensor, directions: Tensor, z: Tensor, crosses: Tensor, posed: MANOOutput,
                encoding: PairOFEncoding, background: Tensor, anchor_index: AnchorIndex, band: float | Tensor
@@ -262,8 +288,9 @@ class HandAvatar(nn.Module):
         alive = crosses.nonzero()[:, 0]  # (R,) crosses: the ray crosses some part box
         passed = z.new_ones(alive.shape[0])  # transmittance of the alive rays
         carried = z.new_zeros(alive.shape[0], NUM_JOINTS)  # SelF's running maximum so far
-        totals = {name: z.new_zeros(rays, width) for name, width in (("rgb", 3), ("albedo", 3), ("shading", 1),
-                                                                     ("depth", 1), ("alpha", 1))}
+        widths = (("shading", 1), ("depth", 1), ("alpha", 1)) + ((("rgb", 3), ("albedo", 3))
+                                                                 if self.albedo_at == "samples" else ())
+        totals = {name: z.new_zeros(rays, width) for name, width in widths}
         evaluated_points, evaluated_occupancy = [z.new_zeros(0, 3)], [z.new_zeros(0)]
         pose, normals = posed.full_pose[0], self.anchor_normals(posed)
         behind = None
@@ -293,22 +320,29 @@ class HandAvatar(nn.Module):
             # appearance only where its compositing weight can matter: the samples left out weigh less than
             # tolerance / (2 S) each, so together they change a value in [0, 1] by less than tolerance / 2
             active = part["weights"] > (self.tolerance / (2 * samples) if self.tolerance > 0 else 0.0)
-            albedo = depth.new_zeros(*depth.shape, 3)
+            albedo = depth.new_zeros(*depth.shape, 3) if self.albedo_at == "samples" else None
             shading = depth.new_zeros(*depth.shape, 1)
             if active.any():
                 dists, ids = anchor_index.query(points[active])
                 a, s = self.appearance(dists, ids, occlusion[active], pose, normals)
-                albedo, shading = albedo.index_put((active,), a), shading.index_put((active,), s)
+                shading = shading.index_put((active,), s)
+                if albedo is not None:
+                    albedo = albedo.index_put((active,), a)
             weights = part["weights"][..., None]
-            part.update(rgb=(weights * albedo * shading).sum(1), albedo=(weights * albedo).sum(1),
-                        shading=(weights * shading).sum(1), alpha=part["alpha"][:, None])
+            part.update(shading=(weights * shading).sum(1), alpha=part["alpha"][:, None])
+            if albedo is not None:
+                part.update(rgb=(weights * albedo * shading).sum(1), albedo=(weights * albedo).sum(1))
             totals = {name: value.index_add(0, alive, part[name]) for name, value in totals.items()}
             keep = part["transmittance"] >= self.tolerance / 2
             alive, passed, carried = alive[keep], part["transmittance"][keep], occlusion[keep, -1]
-        alpha = totals.pop("alpha")[:, 0]
-        totals["rgb"] = totals["rgb"] + (1 - alpha)[:, None] * background
-        totals["albedo"] = totals["albedo"] + (1 - alpha)[:, None] * background
-        return {**totals, "alpha": alpha, "occupancy": torch.cat(evaluated_occupancy),
+        totals["alpha"] = totals["alpha"][:, 0]
+        alpha = totals["alpha"]
+        if self.albedo_at == "surface":
+            totals.update(self.surface_albedo(origin, directions, totals, background, anchor_index.query))
+        else:
+            totals["rgb"] = totals["rgb"] + (1 - alpha)[:, None] * background
+            totals["albedo"] = totals["albedo"] + (1 - alpha)[:, None] * background
+        return {**totals, "occupancy": torch.cat(evaluated_occupancy),
                 "points": torch.cat(evaluated_points)}
 
     def forward(self, sample: dict, **options) -> dict[str, Tensor]:
