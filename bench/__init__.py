@@ -1,0 +1,6 @@
+"""Benchmarks and measurements at real sizes, each a `python -m bench.<name>` that prints its figures with the
+machine's threads (the tests use small sizes): `pose_hd` (posing MANO-HD), `pairof_query` (PairOF's occupancy
+queries), `dataset` (the training data pipeline), `render` (the fast renderer against the reference),
+`texture_baseline` (the textured-mesh baseline) and `appearance_ceiling` (what limits the avatar's colours). May import
+every package of ours, never tests/.
+"""

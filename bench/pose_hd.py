@@ -17,7 +17,7 @@ import torch
 
 import smplx
 from smplx.open_hand import build_open_hand
-from tests.hand_fixtures import make_tube_model
+from smplx.tube import make_tube_model
 
 OPTIONS = smplx.PAPER_FRAME
 

@@ -52,3 +52,14 @@ def test_no_module_imports_itself_back():
 
     for module in sorted(graph):
         visit(module, [])
+
+
+@pytest.mark.parametrize("package", (*OURS, "bench"))
+def test_nothing_outside_the_tests_imports_them(package):
+    """The packages and the benchmarks run from a checkout without tests/ on the path: none imports from it."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    tests = {".".join(p.relative_to(root).with_suffix("").parts) for p in (root / "tests").rglob("*.py")} | {"tests"}
+    offenders = {str(p.relative_to(root)): sorted(_imported_modules(p, tests))
+                 for p in (root / package).rglob("*.py") if _imported_modules(p, tests)}
+    assert not offenders
