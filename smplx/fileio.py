@@ -19,17 +19,49 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 
     Returns:
         The path written.
+
+    Raises:
+        OSError: a write failed (a full disk: ENOSPC), with `filename` set to `path`; also when `write` reported
+            it as another exception (torch.save turns it into a RuntimeError), which is then chained as its cause.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    stream = None
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            stream = _WriteErrors(f)
+            write(stream)
         os.replace(tmp, path)
+    except Exception as error:
+        failed = stream.error if stream is not None and stream.error is not None else error
+        if not isinstance(failed, OSError):
+            raise
+        failed.filename = failed.filename or str(path)
+        if failed is error:
+            raise
+        raise failed from error
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+class _WriteErrors:
+    """A binary file that remembers the OSError of a failed write, for writers that report it as another exception
+    (torch.save's zip writer raises a RuntimeError with no errno)."""
+
+    def __init__(self, f: BinaryIO):
+        self._f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
 
 
 def make_folder(path: str | Path, what: str) -> Path:

@@ -42,6 +42,10 @@ CASES: list[tuple[str, str, str]] = [
                                                "holds NaN or infinite values in network.albedo.codes"),
     ("handavatar.run", "run.views=0", "run.views=0 is out of range"),
     ("handavatar.demo", "--only nothing", "no stage 'nothing'"),
+    ("handavatar.authors", "--lbs-weights /nonexistent.pth --pairof {w}/junk.tar --out {w}/authors",
+     "/nonexistent.pth does not exist"),
+    ("handavatar.authors", "--lbs-weights {w}/junk.tar --pairof {w}/junk.tar --out {w}/authors --field nope=1",
+     "--field 'nope=1' is not key=value"),
     ("handavatar.export", "--checkpoint /nonexistent.tar --out {w}/a.glb", "--checkpoint /nonexistent.tar does not "
                                                                           "exist"),
     ("handavatar.export", "--checkpoint {w}/junk.tar --out {w}/a.gltf", "--out {w}/a.gltf must end in .glb"),

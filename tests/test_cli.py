@@ -3,6 +3,8 @@ exit status 2, no traceback; a bug keeps its traceback (exit status 1). The bad 
 
 import errno
 import re
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +121,35 @@ def test_number_flags_refuse_nan_and_infinity(w, command, arguments):
     code, stderr = run_in_process(command, arguments, w)
     assert code == 2 and "Traceback" not in stderr
     assert re.search(r"error: argument --[\w-]+: '-?(nan|inf)' is not a finite number", stderr), stderr
+
+
+def _file_size_limit(limit: int):
+    """preexec_fn of a subprocess whose writes past `limit` bytes fail with EFBIG, as on a full disk (the signal
+    that would kill it is ignored, as ignored signals stay across exec)."""
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_full_disk_is_one_line_and_the_previous_file_stays(w):
+    out = w / "full"
+    out.mkdir()
+    (out / "OPEN_HAND_RIGHT.pkl").write_bytes(b"the previous model")
+    result = subprocess.run([sys.executable, "-m", "smplx.open_hand", "--out", str(out), "--no-picture"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, preexec_fn=_file_size_limit(65536))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert _error_lines(result.stderr) == [f"error: File too large writing {out / 'OPEN_HAND_RIGHT.pkl'}; free some "
+                                           "space on that disk or write the outputs elsewhere (the previous files "
+                                           "are kept)"]
+    assert (out / "OPEN_HAND_RIGHT.pkl").read_bytes() == b"the previous model"
+    assert sorted(p.name for p in out.iterdir()) == ["OPEN_HAND_RIGHT.pkl"]  # no temporary file left
+    checkpoint = w / "full" / "latest.tar"  # torch.save reports the failed write as a RuntimeError without errno
+    script = ("import torch\nfrom smplx.cli import cli_main\nfrom smplx.fileio import atomic_write\n"
+              f"cli_main(lambda argv: atomic_write({str(checkpoint)!r}, lambda f: torch.save(torch.zeros(10 ** 5), f)))"
+              "([])")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            preexec_fn=_file_size_limit(65536))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert _error_lines(result.stderr)[0].startswith(f"error: File too large writing {checkpoint};")
+    assert not checkpoint.exists()
