@@ -6,14 +6,15 @@ misspelled key is an error naming the nearest valid one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
 from smplx.config import Count, Fraction, NonNegInt, NonNegative, Positive, Range
+from handavatar.data.dataset import DataConfig
 
-__all__ = ["AvatarConfig", "DEFAULTS", "DataSection", "PatchSection", "SmplSection", "NetworkSection", "LossWeights",
-           "TrainSection", "LpipsSection", "RenderSection", "RunSection"]
+__all__ = ["AvatarConfig", "DEFAULTS", "data_config", "DataSection", "PatchSection", "SmplSection", "NetworkSection",
+           "LossWeights", "TrainSection", "LpipsSection", "RenderSection", "RunSection"]
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
@@ -163,3 +164,23 @@ class AvatarConfig:
     train: TrainSection  # learning rates, schedule, loss weights, logging
     lpips: LpipsSection  # the perceptual loss and metric (handavatar/lpips.py); both empty: ST-LPIPS
     run: RunSection  # free-pose animation and rendering (scripts/run_hand.sh; python -m handavatar.run)
+
+
+def data_config(config: AvatarConfig, split: Literal["train", "eval"], **changes) -> DataConfig:
+    """The dataset settings of a run, in one place: 'train', the training subject's patches as the trainer draws them
+    (`data.skip`, `data.max_frames`, random backgrounds); 'eval', the evaluation subject's whole crops on black, every
+    `data.eval_skip`-th frame in `data.eval_order` (the paper protocol). `changes` replace fields of the result (e.g.
+    mode='image', background='black' for the training frames as whole crops)."""
+    d, p = config.data, config.patch
+    common = dict(root=d.root, hand=d.hand, model=config.smpl_cfg.model_path, resolution=d.resolution,
+                  crop_scale=d.crop_scale, bbox_offset=d.bbox_offset, box_padding=d.box_padding,
+                  max_frames=d.max_frames)
+    if split == "train":
+        settings = DataConfig(subject=d.subject, mode="patch", n_patches=p.N_patches, patch_size=p.size,
+                              sample_subject_ratio=p.sample_subject_ratio, background="random", skip=d.skip, **common)
+    elif split == "eval":
+        settings = DataConfig(subject=d.eval_subject, mode="image", background="black", skip=d.eval_skip,
+                              order=d.eval_order, **common)
+    else:
+        raise ValueError(f"split {split!r} is not 'train' or 'eval'")
+    return replace(settings, **changes)

@@ -33,8 +33,8 @@ from smplx.config import ConfigError, config_to_dict, parse_config_command, reso
 from smplx.training import RunFolder
 from pairof.inside import winding_numbers
 from handavatar.checkpoint import build_avatar, load_avatar
-from handavatar.config import DEFAULTS, AvatarConfig, LossWeights, TrainSection
-from handavatar.data import DataConfig, InterHandDataset, to_tensors
+from handavatar.config import DEFAULTS, AvatarConfig, LossWeights, TrainSection, data_config
+from handavatar.data import InterHandDataset, to_tensors
 from handavatar.losses import point_silhouette, silhouette_loss
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.model import HandAvatar
@@ -126,13 +126,7 @@ def train(config: AvatarConfig) -> Path:
     device = group.device
     out_dir = Path(config.out_root) / config.experiment
     avatar = build_avatar(config, device)
-    d = config.data
-    dataset = InterHandDataset(DataConfig(root=d.root, subject=d.subject, hand=d.hand, model=config.smpl_cfg.model_path,
-                                          mode="patch", resolution=d.resolution, crop_scale=d.crop_scale,
-                                          bbox_offset=d.bbox_offset, box_padding=d.box_padding,
-                                          n_patches=config.patch.N_patches, patch_size=config.patch.size,
-                                          sample_subject_ratio=config.patch.sample_subject_ratio,
-                                          background="random", skip=d.skip, max_frames=d.max_frames))
+    dataset = InterHandDataset(data_config(config, "train"))
     lpips = load_lpips(config.lpips.vgg, config.lpips.heads, device=device)
     if config.train.lossweights.lpips:
         check_patch_size(lpips, config.patch.size, device)

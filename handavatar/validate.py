@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from smplx.fileio import atomic_write
 from handavatar.baseline import BASELINE_METRICS, texture_baseline
-from handavatar.data import DataConfig, InterHandDataset, to_tensors
+from handavatar.config import data_config
+from handavatar.data import InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.metrics import frame_metrics
 
@@ -34,12 +35,7 @@ __all__ = ["validate", "evaluation_dataset", "frame_metrics", "layer_errors", "s
 def evaluation_dataset(config) -> InterHandDataset:
     """Every `data.eval_skip`-th frame of `data.eval_subject` (in `data.eval_order`) as whole crops on black (the
     paper protocol)."""
-    d = config.data
-    return InterHandDataset(DataConfig(root=d.root, subject=d.eval_subject, hand=d.hand,
-                                       model=config.smpl_cfg.model_path, mode="image", resolution=d.resolution,
-                                       crop_scale=d.crop_scale, bbox_offset=d.bbox_offset, box_padding=d.box_padding,
-                                       background="black", skip=d.eval_skip, order=d.eval_order,
-                                       max_frames=d.max_frames))
+    return InterHandDataset(data_config(config, "eval"))
 
 
 def layer_errors(out: dict, sample: dict) -> dict[str, float]:

@@ -117,3 +117,28 @@ def test_missing_keys_and_bad_files(tmp_path):
         load_config(Outer, [broken])
     with pytest.raises(FileNotFoundError, match="absent.yaml does not exist"):
         load_config(Outer, [tmp_path / "absent.yaml"])
+
+
+def test_data_config_carries_every_data_setting():
+    """handavatar.config.data_config: the trainer's and validation's dataset settings come from the run's config,
+    every shared field (a changed YAML value reaches the dataset), the training or the evaluation subject."""
+    from dataclasses import fields
+    from handavatar.config import data_config
+    overrides = ["data.root=/r", "data.subject=test/Capture1/A", "data.eval_subject=val/Capture2/B", "data.hand=left",
+                 "data.eval_skip=7", "data.eval_order=sorted", "data.resolution=128", "data.crop_scale=1.5",
+                 "data.bbox_offset=0.02", "data.box_padding=0.03", "data.skip=3", "data.max_frames=9",
+                 "patch.N_patches=3", "patch.size=16", "patch.sample_subject_ratio=0.5", "smpl_cfg.model_path=m"]
+    config = load_config(AvatarConfig, [AVATAR_DEFAULTS], overrides)
+    train, evaluation = data_config(config, "train"), data_config(config, "eval")
+    shared = {f.name for f in fields(train)} & set(vars(config.data))
+    assert shared >= {"root", "subject", "hand", "resolution", "crop_scale", "bbox_offset", "box_padding", "skip",
+                      "max_frames"}
+    for name in shared - {"subject", "skip"}:
+        assert getattr(train, name) == getattr(evaluation, name) == getattr(config.data, name), name
+    assert (train.subject, train.skip, train.mode, train.background) == ("test/Capture1/A", 3, "patch", "random")
+    assert (train.n_patches, train.patch_size, train.sample_subject_ratio, train.model) == (3, 16, 0.5, "m")
+    assert (evaluation.subject, evaluation.skip, evaluation.order) == ("val/Capture2/B", 7, "sorted")
+    assert (evaluation.mode, evaluation.background, evaluation.model) == ("image", "black", "m")
+    assert data_config(config, "train", mode="image", layers=True).layers
+    with pytest.raises(ValueError, match="split 'test'"):
+        data_config(config, "test")
