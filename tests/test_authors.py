@@ -194,15 +194,21 @@ def test_missing_keys_and_wrong_shapes_are_named(ours, theirs, tmp_path, key, ch
 
 
 def test_pairof_without_parts_needs_the_avatar(ours, theirs, tmp_path):
+    """A pairof.ckpt of the networks alone (keys prefixed as the body model's, `coap.`): the parts and anchors come
+    from latest.tar."""
     work, _, settings = ours
     state = torch.load(theirs["pairof"], weights_only=True)["state_dict"]
-    torch.save({"state_dict": {k: v for k, v in state.items() if not k.startswith("partitioner.")}},
+    torch.save({"state_dict": {f"coap.{k}": v for k, v in state.items() if not k.startswith("partitioner.")}},
                tmp_path / "pairof.ckpt")
     files = {**theirs, "pairof": tmp_path / "pairof.ckpt"}
     with pytest.raises(InputError, match="no key 'partitioner.tight_face_tensor'"):
         import_authors(_config(work), tmp_path / "a", field=settings, **{**files, "avatar": None})
     written = import_authors(_config(work), tmp_path / "b", field=settings, **files)  # parts from latest.tar
-    assert written["avatar"].is_file()
+    direct = import_authors(_config(work), tmp_path / "c", field=settings, **theirs)
+    for name in ("pairof", "avatar"):
+        key = "state_dict" if name == "pairof" else "network"
+        a, b = (torch.load(w[name], weights_only=True)[key] for w in (written, direct))
+        assert all(torch.equal(a[k], b[k]) for k in b)
 
 
 def test_lbs_weights_of_another_model_are_named(ours, theirs, tmp_path):

@@ -32,7 +32,7 @@ from handavatar.checkpoint import build_avatar, load_avatar
 from handavatar.config import AvatarConfig
 from handavatar.train import make_optimizer
 from handavatar.authors.keymap import (avatar_state_from_authors, avatar_to_authors, field_from_authors,
-                                       field_to_authors)
+                                       field_to_authors, strip_field_prefix)
 
 __all__ = ["import_authors", "export_authors", "published_field_settings", "FIELD_SETTINGS"]
 
@@ -110,6 +110,7 @@ def import_authors(config: AvatarConfig, out: str | Path, *, lbs_weights: str | 
     field_state = dict(theirs["state_dict"]) if isinstance(theirs, dict) and "state_dict" in theirs else theirs
     if not isinstance(field_state, dict):
         raise InputError(f"PairOF checkpoint {pairof} holds a {type(field_state).__name__}, not a state dict")
+    field_state = strip_field_prefix(field_state, f"PairOF checkpoint {pairof}")
     network = None
     if avatar is not None:
         saved = _read(avatar, "avatar checkpoint")
