@@ -89,7 +89,7 @@ def make_inputs(w: Path) -> Path:
     import torch
 
     from smplx.model_file import save_model_file
-    from tests.hand_fixtures import make_tube_model
+    from smplx.tube import make_tube_model
 
     w.mkdir(parents=True, exist_ok=True)
     (w / "broken.yaml").write_text("train: [1, 2\n")
