@@ -3,6 +3,11 @@ import pytest
 from tests.hand_fixtures import SMALL_CAPTURE, make_tube_model, mirror_model
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "kill: trainers killed with SIGKILL and rerun (tests/test_kill.py; about a "
+                                       "minute each on 2 cores); deselect with -m 'not kill'")
+
+
 @pytest.fixture(scope="session")
 def tube_data():
     """A small right-hand model: 8 x 33 + 1 = 265 vertices, 16 joints."""

@@ -1,0 +1,148 @@
+"""Kill at any moment: each trainer (LBS weights, PairOF, avatar) is killed with SIGKILL at random moments and while a
+checkpoint is being written (half-way through the temporary file, and after it is complete but before it replaces the
+previous one), then rerun until it finishes; the result equals an uninterrupted run's bit for bit (float32, one
+thread). The processes are real `python -m` runs; the kills during a write come from a wrapper that patches the
+project's atomic writer to kill its own process at the n-th checkpoint (see `_KILLER`)."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.hand_fixtures import train_tiny_pairof
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+# Runs a module as `python -m` would, with smplx.fileio's writer killing the process at the KILL_AT-th atomic write:
+# 'partial' after the first bytes of the temporary file, 'complete' after the whole file, before it replaces the old.
+_KILLER = """
+import os, runpy, signal, sys
+import smplx.fileio as fileio
+when, nth = os.environ["KILL_WHEN"], int(os.environ["KILL_AT"])
+count, real_atomic, real_write = [0], fileio.atomic_write, fileio._WriteErrors.write
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+def write(self, data):
+    written = real_write(self, data)
+    if when == "partial" and count[0] == nth:
+        self.flush()
+        die()
+    return written
+def atomic_write(path, writer):
+    count[0] += 1
+    if when == "complete" and count[0] == nth:
+        return real_atomic(path, lambda f: (writer(f), f.flush(), die()))
+    return real_atomic(path, writer)
+fileio._WriteErrors.write = write
+fileio.atomic_write = atomic_write
+for name, module in list(sys.modules.items()):
+    if getattr(module, "atomic_write", None) is real_atomic:
+        module.atomic_write = atomic_write
+module = sys.argv[1]
+sys.argv = [module] + sys.argv[2:]
+import importlib
+for name in ("smplx.training", "smplx.manohd.train_lbs", "pairof.train", "handavatar.train"):
+    loaded = importlib.import_module(name)
+    if getattr(loaded, "atomic_write", None) is real_atomic:
+        loaded.atomic_write = atomic_write
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def _run(args: list[str], **env) -> float:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, *args], env={**ENV, **env}, cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return time.perf_counter() - start
+
+
+def _kill_after(args: list[str], seconds: float) -> bool:
+    """Start `python args`, SIGKILL it after `seconds`; False if it finished first."""
+    process = subprocess.Popen([sys.executable, *args], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        process.wait(timeout=seconds)
+        return False
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return True
+
+
+def _kill_while_writing(module_args: list[str], when: str, nth: int) -> None:
+    result = subprocess.run([sys.executable, "-c", _KILLER, *module_args], env={**ENV, "KILL_WHEN": when,
+                            "KILL_AT": str(nth)}, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]  # it did die inside that write
+
+
+def _interrupted(module_args: list[str], straight_seconds: float, seed: int) -> int:
+    """Kill a run twice while it writes a checkpoint and twice at random moments of its wall time, then let it finish;
+    returns how many random kills landed before the run ended."""
+    _kill_while_writing(module_args, "partial", 1)
+    _kill_while_writing(module_args, "complete", 1)
+    rng, kills = random.Random(seed), 0
+    for _ in range(2):
+        kills += _kill_after(["-m", *module_args], rng.uniform(0.3, 0.9) * straight_seconds)
+    _run(["-m", *module_args])
+    print(f"{module_args[0]}: killed in 2 checkpoint writes and at {kills} of 2 random moments")
+    return kills
+
+
+def _assert_equal_states(a: dict, b: dict, keys=None) -> None:
+    """Every tensor and value of two states equal (the run's config aside: it names the run)."""
+    for key in keys or set(a) - {"config"}:
+        if isinstance(a[key], dict):
+            _assert_equal_states(a[key], b[key])
+        elif torch.is_tensor(a[key]):
+            assert torch.equal(a[key], b[key]), key
+        else:
+            assert a[key] == b[key], key
+
+
+@pytest.mark.kill
+def test_lbs_pretraining_survives_kills(tmp_path):
+    common = ["smplx.manohd.train_lbs", f"model.path={tmp_path / 'no_mano'}", "model.levels=1", "steps=8", "batch=2",
+              "poses.pool=50", "checkpoint_every=1", "snapshot_every=0", "eval_poses=2", "publish=false",
+              "device=cpu", "lr=1.0e-2"]
+    straight = _run(["-m", *common, f"out_root={tmp_path}", "name=straight"])
+    _interrupted([*common, f"out_root={tmp_path}", "name=killed"], straight, seed=1)
+    for name in ("lbs_weights.pth", "checkpoint.pt"):
+        a, b = (torch.load(tmp_path / run / name, weights_only=True) for run in ("straight", "killed"))
+        _assert_equal_states({"x": a}, {"x": b})
+
+
+@pytest.mark.kill
+def test_pairof_pretraining_survives_kills(tmp_path):
+    common = ["pairof.train", "model.path=open_hand", "model.levels=1", "model.lbs_weights=", "field.part_samples=32",
+              "field.anchors=256", "batch=1", "points.per_part=16", "eval_poses=1", "eval_points=256",
+              "mesh_resolution=8", "publish=false", "precision=float32", "steps=6", "checkpoint_every=1",
+              f"out_root={tmp_path}"]
+    straight = _run(["-m", *common, "name=straight"])
+    _interrupted([*common, "name=killed"], straight, seed=2)
+    a, b = (torch.load(tmp_path / run / "pairof.ckpt", weights_only=True) for run in ("straight", "killed"))
+    _assert_equal_states(a["state_dict"], b["state_dict"])
+
+
+@pytest.mark.kill
+def test_avatar_training_survives_kills(synthetic_capture, tmp_path):
+    train_tiny_pairof(tmp_path)
+    common = ["handavatar.train", f"out_root={tmp_path / 'runs'}", f"data.root={synthetic_capture}",
+              "smpl_cfg.model_path=open_hand", "smpl_cfg.levels=1", "smpl_cfg.lbs_weights=",
+              f"smpl_cfg.pairof={tmp_path / 'field' / 'pairof.ckpt'}", "N_samples=4", "patch.size=4",
+              "network.code_dim=8", "train.accum_iter=2", "train.save_every=2", "train.log_every=1",
+              "train.lossweights.lpips=0", "train.progress_every=0", "train.maxiter=8", "train.ema=0.9",
+              "device=cpu"]
+    straight = _run(["-m", *common, "experiment=straight"])
+    _interrupted([*common, "experiment=killed"], straight, seed=3)
+    a, b = (torch.load(tmp_path / "runs" / run / "latest.tar", weights_only=True) for run in ("straight", "killed"))
+    assert a["iter"] == b["iter"] == 8
+    _assert_equal_states(a, b, keys=("network", "trained_network"))
+    _assert_equal_states(a["optimizer"]["state"], b["optimizer"]["state"])
