@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from smplx.cli import InputError
 
-__all__ = ["atomic_write", "make_folder"]
+__all__ = ["atomic_write", "make_folder", "remove_stale_temporaries"]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -44,6 +44,24 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary files that `atomic_write` left next to `path` in processes that were killed while
+    writing it (`.<name>.<pid>.tmp` of a pid no longer running); returns them."""
+    path, removed = Path(path), []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        except PermissionError:  # a live process of another user
+            pass
+    return removed
 
 
 class _WriteErrors:

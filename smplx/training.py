@@ -20,7 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from smplx.cli import InputError
-from smplx.fileio import atomic_write
+from smplx.fileio import atomic_write, remove_stale_temporaries
 from smplx.torchfile import read_torch_file
 
 __all__ = ["RunFolder", "optimisation_step"]
@@ -45,6 +45,7 @@ class RunFolder:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            remove_stale_temporaries(self.checkpoint)
 
     def resume(self, device: torch.device) -> dict | None:
         """The checkpoint's state when there is one, after checking `identity`; None otherwise.

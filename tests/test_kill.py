@@ -83,6 +83,11 @@ def _kill_while_writing(module_args: list[str], when: str, nth: int) -> None:
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]  # it did die inside that write
 
 
+def _no_temporaries_left(folder: Path) -> None:
+    """The killed writes' temporary files were removed by the rerun (smplx.fileio.remove_stale_temporaries)."""
+    assert not list(folder.rglob(".*.tmp"))
+
+
 def _interrupted(module_args: list[str], straight_seconds: float, seed: int) -> int:
     """Kill a run twice while it writes a checkpoint and twice at random moments of its wall time, then let it finish;
     returns how many random kills landed before the run ended."""
@@ -114,6 +119,7 @@ def test_lbs_pretraining_survives_kills(tmp_path):
               "device=cpu", "lr=1.0e-2"]
     straight = _run(["-m", *common, f"out_root={tmp_path}", "name=straight"])
     _interrupted([*common, f"out_root={tmp_path}", "name=killed"], straight, seed=1)
+    _no_temporaries_left(tmp_path / "killed")
     for name in ("lbs_weights.pth", "checkpoint.pt"):
         a, b = (torch.load(tmp_path / run / name, weights_only=True) for run in ("straight", "killed"))
         _assert_equal_states({"x": a}, {"x": b})
@@ -127,6 +133,7 @@ def test_pairof_pretraining_survives_kills(tmp_path):
               f"out_root={tmp_path}"]
     straight = _run(["-m", *common, "name=straight"])
     _interrupted([*common, "name=killed"], straight, seed=2)
+    _no_temporaries_left(tmp_path / "killed")
     a, b = (torch.load(tmp_path / run / "pairof.ckpt", weights_only=True) for run in ("straight", "killed"))
     _assert_equal_states(a["state_dict"], b["state_dict"])
 
@@ -142,7 +149,22 @@ def test_avatar_training_survives_kills(synthetic_capture, tmp_path):
               "device=cpu"]
     straight = _run(["-m", *common, "experiment=straight"])
     _interrupted([*common, "experiment=killed"], straight, seed=3)
+    _no_temporaries_left(tmp_path / "runs" / "killed")
     a, b = (torch.load(tmp_path / "runs" / run / "latest.tar", weights_only=True) for run in ("straight", "killed"))
     assert a["iter"] == b["iter"] == 8
     _assert_equal_states(a, b, keys=("network", "trained_network"))
     _assert_equal_states(a["optimizer"]["state"], b["optimizer"]["state"])
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    """Only the temporary files of processes no longer running go: not this process's, not another file's."""
+    from smplx.fileio import remove_stale_temporaries
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = f".latest.tar.{dead.stdout.strip()}.tmp"
+    files = {name: tmp_path / name for name in (stale, f".latest.tar.{os.getpid()}.tmp", ".other.tar.1.tmp",
+                                                ".latest.tar.notapid.tmp")}
+    for path in files.values():
+        path.write_bytes(b"half")
+    removed = remove_stale_temporaries(tmp_path / "latest.tar")
+    assert removed == [files[stale]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(files) - {removed[0].name})
