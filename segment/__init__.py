@@ -1,2 +1,3 @@
-"""InterHand2.6M-layout data: masks from projected meshes, the annotation cache, synthetic captures.
-Imports smplx only."""
+"""InterHand2.6M-layout data: the layout and its files (`interhand`, `annotations`), masks from projected meshes
+(`masks`, `posing`), the annotation cache (`preprocess`), synthetic captures in that layout (`synthetic/`) and your
+own video turned into one (`video/`). Imports smplx only."""

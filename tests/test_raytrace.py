@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from segment.raytrace import Light, PinholeCamera, ShadingModel, hemisphere_directions, render, vertex_ambient_occlusion
+from segment.synthetic.raytrace import Light, PinholeCamera, ShadingModel, hemisphere_directions, render, vertex_ambient_occlusion
 from smplx.raycast import EmbreeMesh
 
 

@@ -12,13 +12,11 @@ gives the same bytes; an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import shutil
-import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -29,15 +27,15 @@ from tqdm import tqdm
 
 import smplx
 from smplx.model_file import HandModelData
-from smplx.cli import UserError, cli_main, finite_float
+from smplx.cli import UserError
 from smplx.fileio import atomic_write
 from smplx.hand_pose import build_pose_prior, prior_poses
 from segment.annotations import BORDER_PX
 from segment.interhand import (DATA_FOLDER, HAND_TYPES, IMAGE_TREE, MANO_TO_INTERHAND, MASK_TREE, annotation_path,
                                camera_matrix, hand_joints, image_file_name, tree_path)
-from segment.motion import make_motion
-from segment.raytrace import Light, PinholeCamera, ShadingModel, render
-from segment.skin import SKIN_TONES, SkinTexture
+from segment.synthetic.motion import make_motion
+from segment.synthetic.raytrace import Light, PinholeCamera, ShadingModel, render
+from segment.synthetic.skin import SKIN_TONES, SkinTexture
 
 __all__ = ["CaptureSettings", "SyntheticCaptureError", "make_capture", "read_manifest", "GROUND_TRUTH_TREES",
            "SEQUENCES"]
@@ -460,47 +458,3 @@ def make_capture(settings: CaptureSettings, out: str | Path, *, workers: int = 2
             "render_seconds": render_time, "seconds_per_image": render_time / max(len(tasks), 1) * max(
                 min(workers, len(tasks)), 1), "total_seconds": time.perf_counter() - start, "box_px": box_range,
             "model": model.source, "preview": str(preview)}
-
-
-def _parse(argv: list[str] | None) -> tuple[CaptureSettings, argparse.Namespace]:
-    defaults = CaptureSettings()
-    parser = argparse.ArgumentParser(prog="python -m segment.synthetic", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("data/synthetic"), help="dataset root (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="render processes (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a capture made with other settings")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    helps = {"model": "MANO-format file or folder; without MANO, the built-in open hand",
-             "light_direction": "three numbers: towards the light, world (x right, y down, z away from camera 0)"}
-    for field in fields(CaptureSettings):
-        value = getattr(defaults, field.name)
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=value,
-                                metavar="BOOL", help=f"default: {value}")
-        elif isinstance(value, tuple):
-            parser.add_argument(flag, type=finite_float, nargs=3, default=value, help=helps.get(field.name,
-                                                                                           f"default: {value}"))
-        else:
-            parser.add_argument(flag, type=finite_float if isinstance(value, float) else type(value), default=value,
-                                help=f"{helps.get(field.name, '')} (default: {value})".strip())
-    args = parser.parse_args(argv)
-    values = {f.name: getattr(args, f.name) for f in fields(CaptureSettings)}
-    values.update({k: tuple(v) for k, v in values.items() if isinstance(v, list)})
-    return replace(defaults, **values), args
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    settings, args = _parse(argv)
-    summary = make_capture(settings, args.out, workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"hand model: {summary['model']}; hand box {summary['box_px'][0]:.0f}-{summary['box_px'][1]:.0f} px")
-    print(f"{summary['images']} images ({summary['rendered']} rendered, {summary['skipped']} already there) in "
-          f"{summary['total_seconds']:.1f} s; {summary['seconds_per_image']:.2f} s per image per worker")
-    print(f"wrote {summary['out']}/ (annotations/, {DATA_FOLDER}/{{{IMAGE_TREE},{MASK_TREE},"
-          f"{','.join(GROUND_TRUTH_TREES)}}}/, capture.json) and {summary['preview']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
