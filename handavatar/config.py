@@ -60,8 +60,9 @@ class NetworkSection:
     code_dim: Count  # albedo code per anchor
     anchor_levels: NonNegInt  # positional-encoding frequencies of the anchor positions
     # samples: the albedo at every ray sample, composited (published); surface: once per ray, at its expected
-    # surface point (compositing-weighted depth), times the composited shading (not in the paper)
-    albedo_at: Literal["samples", "surface"]
+    # surface point (compositing-weighted depth), times the composited shading; plane: as surface, the point moved
+    # along its ray onto the plane of its nearest posed anchor's face (not in the paper)
+    albedo_at: Literal["samples", "surface", "plane"]
 
 
 @dataclass

@@ -11,6 +11,7 @@ import smplx
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.model import HandAvatar, network
 from handavatar.render.anchors import AnchorIndex
+from handavatar.render.surface import onto_anchor_planes
 from pairof import PairOF
 from pairof.inside import inside_mesh
 
@@ -349,13 +350,17 @@ def test_shading_normal_input(parts):
         fast.shading(torch.zeros(1, 16), torch.zeros(1, fast.anchor_embedding.shape[1]), torch.zeros(48))
 
 
-@pytest.mark.parametrize("sampling, group, shading", [("box", 3, True), ("parts", 8, True), ("parts", 3, False)])
-def test_fast_renderer_draws_what_the_reference_draws_with_the_albedo_at_the_surface(parts, sampling, group, shading):
-    """network.albedo_at 'surface': both renderers composite the shading and depth and look the albedo up once per
-    ray at the same point, so without early termination they draw the same picture with the same gradients."""
+@pytest.mark.parametrize("sampling, group, shading, albedo_at", [
+    ("box", 3, True, "surface"), ("parts", 8, True, "surface"), ("parts", 3, False, "surface"),
+    ("box", 3, True, "plane"), ("parts", 8, False, "plane")])
+def test_fast_renderer_draws_what_the_reference_draws_with_the_albedo_at_the_surface(parts, sampling, group, shading,
+                                                                                      albedo_at):
+    """network.albedo_at 'surface' and 'plane': both renderers composite the shading and depth and look the albedo
+    up once per ray at the same point, so without early termination they draw the same picture with the same
+    gradients."""
     hand, sample = parts
-    fast = _avatar(hand, sampling=sampling, tolerance=0.0, group=group, albedo_at="surface", shading=shading)
-    reference = _avatar(hand, sampling=sampling, renderer="reference", albedo_at="surface", shading=shading)
+    fast = _avatar(hand, sampling=sampling, tolerance=0.0, group=group, albedo_at=albedo_at, shading=shading)
+    reference = _avatar(hand, sampling=sampling, renderer="reference", albedo_at=albedo_at, shading=shading)
     reference.load_state_dict(fast.state_dict())
     outs = []
     for avatar in (fast, reference):
@@ -384,12 +389,24 @@ def _albedo_one_point_by_hand(avatar, point, anchors):
     return h
 
 
-def test_albedo_at_the_surface_matches_a_per_ray_loop(parts):
-    """The fast renderer's albedo_at 'surface' against a slow reference written ray by ray: the published renderer
-    (albedo at the samples) gives each ray's composited shading, depth and alpha; the loop then takes the point
-    o + d depth / alpha, its nearest anchors among all of them, and the field written out by hand."""
+def _onto_plane_by_hand(point, direction, anchor, normal):
+    """The ray o' = point, d = direction meets the plane (x - anchor) . normal = 0 at t = ((anchor - point) . normal)
+    / (d . normal) for a unit d; at a grazing angle (|cos| < 0.2), the point's orthogonal projection instead."""
+    d = direction / direction.norm()
+    if abs(float(d @ normal)) < 0.2:
+        return point - ((point - anchor) @ normal) * normal
+    return point + d * (((anchor - point) @ normal) / (d @ normal))
+
+
+@pytest.mark.parametrize("albedo_at", ["surface", "plane"])
+def test_albedo_at_the_surface_matches_a_per_ray_loop(parts, albedo_at):
+    """The fast renderer's albedo_at 'surface' (and 'plane') against a slow reference written ray by ray: the
+    published renderer (albedo at the samples) gives each ray's composited shading, depth and alpha; the loop then
+    takes the point o + d depth / alpha ('plane': moved along the ray onto the plane of its nearest anchor's face,
+    the normal from the face's corners by hand), its nearest anchors among all of them, and the field written out
+    by hand."""
     hand, sample = parts
-    surface = _avatar(hand, tolerance=0.0, albedo_at="surface")
+    surface = _avatar(hand, tolerance=0.0, albedo_at=albedo_at)
     published = _avatar(hand, renderer="reference")
     published.load_state_dict(surface.state_dict())
     origin, directions, near, far, posed, encoding, background = _rays(surface, sample)
@@ -404,8 +421,13 @@ def test_albedo_at_the_surface_matches_a_per_ray_loop(parts):
             alpha = every["alpha"][r]
             colour = torch.zeros(3)
             if alpha > 0:
-                colour = _albedo_one_point_by_hand(surface, origin + directions[r] * every["depth"][r, 0] / alpha,
-                                                   anchors)
+                point = origin + directions[r] * every["depth"][r, 0] / alpha
+                if albedo_at == "plane":
+                    first = int(torch.argmin(torch.stack([(point - anchor).norm() for anchor in anchors])))
+                    a, b, c = posed.vertices[0][surface.field.faces[surface.field.anchor_faces[first]]]
+                    normal = torch.linalg.cross(b - a, c - a)
+                    point = _onto_plane_by_hand(point, directions[r], anchors[first], normal / normal.norm())
+                colour = _albedo_one_point_by_hand(surface, point, anchors)
             rgb.append(colour * every["shading"][r] + (1 - alpha) * background)
             albedo.append(alpha * colour + (1 - alpha) * background)
     hit = every["alpha"] > 0
@@ -444,3 +466,16 @@ def test_cuda_renders_what_the_cpu_renders(parts, renderer, band):
     on_cpu = torch.cat([a.grad.flatten() for a in cpu.parameters() if a.grad is not None])
     on_gpu = torch.cat([b.grad.flatten().cpu() for b in gpu.parameters() if b.grad is not None])
     assert (on_gpu - on_cpu).norm() <= 1e-3 * on_cpu.norm()
+
+
+def test_onto_anchor_planes_closed_form():
+    """The plane z = 0 through the anchor (0, 0, 0): a ray through (0, 0, -1) along (1, 0, 1) meets it at (1, 0, 0)
+    (before or after the point alike); a ray along (1, 0, 0.1) is grazing (cos < 0.2), so the point drops straight
+    onto the plane."""
+    points = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, 1.0], [0.5, 2.0, -0.3]], dtype=torch.float64)
+    directions = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 1.0], [1.0, 0.0, 0.1]], dtype=torch.float64)
+    anchors = torch.zeros(3, 3, dtype=torch.float64)
+    normals = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(3, 3)
+    moved = onto_anchor_planes(points, directions, anchors, normals)
+    expected = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.5, 2.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(moved, expected, rtol=0, atol=1e-12)

@@ -29,13 +29,13 @@ from handavatar.model.embedder import positional_encoding
 from handavatar.model.shading import SelF
 from handavatar.render.anchors import AnchorIndex
 from handavatar.render.boxes import part_box_intervals, sample_in_intervals
-from handavatar.render.surface import composite_surface_albedo
+from handavatar.render.surface import composite_surface_albedo, onto_anchor_planes
 from handavatar.render.volume import composite, sample_depths
 
 __all__ = ["HandAvatar", "RENDERERS", "ALBEDO_AT"]
 
 RENDERERS = ("fast", "reference")
-ALBEDO_AT = ("samples", "surface")
+ALBEDO_AT = ("samples", "surface", "plane")
 
 
 class HandAvatar(nn.Module):
@@ -51,7 +51,9 @@ class HandAvatar(nn.Module):
             (not in the paper; see `SelF`).
         code_dim: albedo code width; anchor_levels: positional-encoding frequencies of the anchor positions.
         albedo_at: 'samples': the albedo at every ray sample, composited (published); 'surface': once per ray, at
-            the ray's expected surface point, times the composited shading (`handavatar.render.surface`).
+            the ray's expected surface point, times the composited shading (`handavatar.render.surface`);
+            'plane': as 'surface', with the point moved along its ray onto the plane of its nearest posed anchor's
+            face.
         samples: samples per ray.
         sampling: 'box': evenly between near and far, where the ray crosses the posed hand's 3D box (published);
             'parts': evenly over the stretches of the ray inside the posed part boxes, the only places with
@@ -222,7 +224,7 @@ class HandAvatar(nn.Module):
                    normals: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Albedo (N, 3) and shading (N, 1) of N samples from their (N, k) nearest posed anchors, their (N, 16)
         SelF occlusion (running maximum of the soft part occupancies along the ray), the (48,) pose and the pose's
-        (A, 3) `anchor_normals`. With albedo_at 'surface' the samples have no albedo (None): the renderers look it
+        (A, 3) `anchor_normals`. With albedo_at 'surface' or 'plane' the samples have no albedo (None): the renderers look it
         up once per ray (`surface_albedo`)."""
         albedo = self.albedo(anchor_dists, anchor_ids) if self.albedo_at == "samples" else None
         if self.shading is None:
@@ -252,15 +254,21 @@ class HandAvatar(nn.Module):
         result = composite(occupancy, values, background)
         if albedo is None:
             result.update(self.surface_albedo(origin, directions, result, background,
-                                              lambda p: self.field.nearest_anchors(p[None], encoding)))
+                                              lambda p: self.field.nearest_anchors(p[None], encoding), posed,
+                                              encoding.anchors[0]))
         return {**result, "occupancy": occupancy.reshape(-1), "points": points[0]}
 
     def surface_albedo(self, origin: Tensor, directions: Tensor, totals: dict[str, Tensor], background: Tensor,
-                       nearest) -> dict[str, Tensor]:
-        """albedo_at 'surface': 'rgb' and 'albedo' (R, 3) of rays from their composited 'shading', 'depth' (R, 1)
-        and 'alpha' (R,), with the albedo looked up once per ray at its expected surface point; `nearest`: (H, 3)
-        points -> their nearest posed anchors' distances and ids, (H, k) each (or (1, H, k))."""
-        def albedo_of(points: Tensor) -> Tensor:
+                       nearest, posed: MANOOutput, anchors: Tensor) -> dict[str, Tensor]:
+        """albedo_at 'surface' or 'plane': 'rgb' and 'albedo' (R, 3) of rays from their composited 'shading',
+        'depth' (R, 1) and 'alpha' (R,), with the albedo looked up once per ray at its expected surface point
+        ('plane': moved onto its nearest anchor's face plane); `nearest`: (H, 3) points -> their nearest posed
+        anchors' distances and ids, (H, k) each (or (1, H, k)); `anchors`: (A, 3) the posed anchors."""
+        def albedo_of(points: Tensor, directions: Tensor) -> Tensor:
+            if self.albedo_at == "plane":
+                first = nearest(points)[1].reshape(points.shape[0], -1)[:, 0]
+                points = onto_anchor_planes(points, directions, anchors.detach()[first],
+                                            self._anchor_face_normals(posed)[first])
             dists, ids = nearest(points)
             return self.albedo(dists.reshape(points.shape[0], -1), ids.reshape(points.shape[0], -1))
         return composite_surface_albedo(albedo_of, origin, directions, totals["shading"], totals["depth"],
@@ -337,8 +345,9 @@ class HandAvatar(nn.Module):
             alive, passed, carried = alive[keep], part["transmittance"][keep], occlusion[keep, -1]
         totals["alpha"] = totals["alpha"][:, 0]
         alpha = totals["alpha"]
-        if self.albedo_at == "surface":
-            totals.update(self.surface_albedo(origin, directions, totals, background, anchor_index.query))
+        if self.albedo_at != "samples":
+            totals.update(self.surface_albedo(origin, directions, totals, background, anchor_index.query, posed,
+                                              anchor_index.anchors))
         else:
             totals["rgb"] = totals["rgb"] + (1 - alpha)[:, None] * background
             totals["albedo"] = totals["albedo"] + (1 - alpha)[:, None] * background

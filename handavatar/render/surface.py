@@ -15,15 +15,22 @@ the pixel is that albedo times the composited shading:
     albedo image = alpha * albedo(x_s) + (1 - alpha) background
 
 which is the published compositing of an albedo that is constant along each ray.
+
+Occupancy is used as opacity (no interval lengths): where the field is sharp, the first sample inside the surface
+takes nearly all the weight, so depth / alpha moves in steps of the sample spacing as the surface crosses the
+samples, and x_s with it, up to a spacing off the surface. `albedo_at: plane` takes x_s further, along its ray, onto
+the plane of the face of its nearest posed anchor (`onto_anchor_planes`), so that the lookup lands on the posed
+MANO-HD surface wherever that is locally flat.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
-__all__ = ["expected_surface_points", "composite_surface_albedo"]
+__all__ = ["expected_surface_points", "onto_anchor_planes", "composite_surface_albedo"]
 
 
 def expected_surface_points(origin: Tensor, directions: Tensor, depth: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
@@ -46,13 +53,36 @@ def expected_surface_points(origin: Tensor, directions: Tensor, depth: Tensor, a
     return origin.detach() + along[:, None] * directions[hit].detach(), hit
 
 
-def composite_surface_albedo(albedo_of: Callable[[Tensor], Tensor], origin: Tensor, directions: Tensor,
+def onto_anchor_planes(points: Tensor, directions: Tensor, anchors: Tensor, normals: Tensor, *,
+                       min_cosine: float = 0.2) -> Tensor:
+    """Points moved along their rays onto the planes of their anchors' faces.
+
+    Args:
+        points: (H, 3) points on their rays, model frame (dm); directions: (H, 3) the rays' directions.
+        anchors: (H, 3) the posed anchor each point goes to (its nearest); normals: (H, 3) unit normals of the
+            anchors' faces.
+        min_cosine: where the ray meets the plane at a grazing angle (|cos| between direction and normal below
+            this), the point moves straight onto the plane instead (along the normal), so it moves at most
+            |(anchor - point) . normal| / min_cosine.
+
+    Returns:
+        (H, 3) points p + d ((a - p) . n) / (d . n) on the planes (or p + ((a - p) . n) n where grazing).
+    """
+    unit = directions / directions.norm(dim=-1, keepdim=True)
+    offset = ((anchors - points) * normals).sum(-1, keepdim=True)  # (H, 1) signed distance to the plane along n
+    cosine = (unit * normals).sum(-1, keepdim=True)
+    grazing = cosine.abs() < min_cosine
+    along = torch.where(grazing, torch.ones_like(cosine), cosine)
+    return torch.where(grazing, points + offset * normals, points + unit * offset / along)
+
+
+def composite_surface_albedo(albedo_of: Callable[[Tensor, Tensor], Tensor], origin: Tensor, directions: Tensor,
                              shading: Tensor, depth: Tensor, alpha: Tensor, background: Tensor) -> dict[str, Tensor]:
     """'rgb' and 'albedo' of rays whose albedo is looked up once, at `expected_surface_points`.
 
     Args:
-        albedo_of: (H, 3) points, model frame (dm) -> (H, 3) albedo in [0, 1] (the avatar's albedo field at the
-            points' nearest posed anchors).
+        albedo_of: (H, 3) points, model frame (dm), and (H, 3) their rays' directions -> (H, 3) albedo in [0, 1]
+            (the avatar's albedo field at the points' nearest posed anchors, or at `onto_anchor_planes` of them).
         origin: (3,); directions: (R, 3), camera z = 1.
         shading: (R, 1) composited shading sum_i w_i shading_i; depth: (R, 1) composited depth; alpha: (R,).
         background: (3,) or (R, 3) colour behind the hand.
@@ -64,6 +94,6 @@ def composite_surface_albedo(albedo_of: Callable[[Tensor], Tensor], origin: Tens
     points, hit = expected_surface_points(origin, directions, depth, alpha)
     albedo = shading.new_zeros(shading.shape[0], 3)
     if hit.any():
-        albedo = albedo.index_put((hit,), albedo_of(points).to(albedo.dtype))
+        albedo = albedo.index_put((hit,), albedo_of(points, directions[hit].detach()).to(albedo.dtype))
     behind = (1 - alpha)[:, None] * background
     return {"rgb": albedo * shading + behind, "albedo": alpha[:, None] * albedo + behind}
