@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from smplx.config import ConfigError, load_config
-from smplx.raycast import EmbreeMesh
+from smplx.utils.config import ConfigError, load_config
+from smplx.utils.raycast import EmbreeMesh
 from pairof import PairOF
 from handavatar.baseline import fit_vertex_colours, hand_layer, pose_meshes, render_vertex_colours, training_crops
 from handavatar.data import DataConfig, InterHandDataset

@@ -26,7 +26,7 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from smplx.config import load_config, resolve_device
+from smplx.utils.config import load_config, resolve_device
 from handavatar.data import to_tensors
 from handavatar.metrics import psnr
 from handavatar.checkpoint import load_avatar

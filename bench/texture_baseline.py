@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from smplx.config import ConfigError, load_config, resolve_device
+from smplx.utils.config import ConfigError, load_config, resolve_device
 from handavatar.baseline import texture_baseline
 from handavatar.lpips import load_lpips
 from handavatar.config import DEFAULTS, AvatarConfig

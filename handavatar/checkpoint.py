@@ -14,10 +14,10 @@ import torch
 
 import smplx
 from smplx import PAPER_FRAME
-from smplx.cli import InputError, MissingFileError
-from smplx.config import config_to_dict
+from smplx.utils.cli import InputError, MissingFileError
+from smplx.utils.config import config_to_dict
 from smplx.manohd.skinning import load_lbs_weights
-from smplx.torchfile import read_torch_file
+from smplx.utils.torchfile import read_torch_file
 from pairof import load_pairof
 from handavatar.config import AvatarConfig
 from handavatar.model import HandAvatar

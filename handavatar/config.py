@@ -1,7 +1,7 @@
 """The avatar's configuration: one typed dataclass per section of `configs/default.yaml`, which holds every key with
 its default (the comment after each field is the YAML's). Entry points read the defaults, then an experiment YAML,
-then `key.sub=value` overrides, and validate the merged tree into `AvatarConfig` once (`smplx.config`); an unknown or
-misspelled key is an error naming the nearest valid one.
+then `key.sub=value` overrides, and validate the merged tree into `AvatarConfig` once (`smplx.utils.config`); an
+unknown or misspelled key is an error naming the nearest valid one.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
-from smplx.config import Count, Fraction, NonNegInt, NonNegative, Positive, Range
+from smplx.utils.config import Count, Fraction, NonNegInt, NonNegative, Positive, Range
 from handavatar.data.dataset import DataConfig
 
 __all__ = ["AvatarConfig", "DEFAULTS", "data_config", "DataSection", "PatchSection", "SmplSection", "NetworkSection",

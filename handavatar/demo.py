@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from smplx.body_models import OPEN_HAND, find_model_file
-from smplx.cli import InputError, cli_main
-from smplx.config import load_config
+from smplx.utils.cli import InputError, cli_main
+from smplx.utils.config import load_config
 from smplx.manohd.train_lbs import PUBLISHED as LBS_PUBLISHED, LBSConfig
 from pairof.train import PUBLISHED as PAIROF_PUBLISHED, PairOFTrainConfig
 from segment.annotations import Subject

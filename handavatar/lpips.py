@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from smplx.cli import InputError, MissingFileError
-from smplx.torchfile import read_torch_file
+from smplx.utils.cli import InputError, MissingFileError
+from smplx.utils.torchfile import read_torch_file
 
 __all__ = ["LPIPS", "load_lpips"]
 

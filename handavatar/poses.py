@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from smplx.cli import InputError, MissingFileError
+from smplx.utils.cli import InputError, MissingFileError
 from smplx.hand_pose import angles_to_pose
 from smplx.joint_names import JOINT_NAMES, NUM_HAND_POSE
 from segment.annotations import SplitAnnotations, Subject

@@ -32,9 +32,9 @@ import torch
 import trimesh
 from tqdm import tqdm
 
-from smplx.cli import cli_main
-from smplx.config import ConfigError, parse_config_command, resolve_device
-from smplx.fileio import atomic_write
+from smplx.utils.cli import cli_main
+from smplx.utils.config import ConfigError, parse_config_command, resolve_device
+from smplx.utils.fileio import atomic_write
 from pairof.mesh import extract_mesh
 from segment.preprocess import load_cache
 from handavatar.cameras import Camera, camera_sample, frame_camera, orbit_cameras

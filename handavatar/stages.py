@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from smplx.cli import InputError
+from smplx.utils.cli import InputError
 
 __all__ = ["Stage", "Decision", "StageRecord", "StageRunner", "StageFailed", "summary_table", "format_plan"]
 

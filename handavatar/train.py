@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from smplx.cli import cli_main
-from smplx.config import ConfigError, config_to_dict, parse_config_command, resolve_device
-from smplx.training import RunFolder
-from pairof.inside import winding_numbers
+from smplx.utils.cli import cli_main
+from smplx.utils.config import ConfigError, config_to_dict, parse_config_command, resolve_device
+from smplx.utils.training import RunFolder
+from smplx.utils.inside import winding_numbers
 from handavatar.checkpoint import build_avatar, load_avatar
 from handavatar.config import DEFAULTS, AvatarConfig, LossWeights, TrainSection, data_config
 from handavatar.data import InterHandDataset, to_tensors

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from smplx.fileio import atomic_write
+from smplx.utils.fileio import atomic_write
 from handavatar.baseline import BASELINE_METRICS, texture_baseline
 from handavatar.config import data_config
 from handavatar.data import InterHandDataset, to_tensors

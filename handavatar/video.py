@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from smplx.fileio import atomic_write
+from smplx.utils.fileio import atomic_write
 
 __all__ = ["to_uint8", "write_png", "write_mp4", "write_gif"]
 

@@ -6,8 +6,8 @@ import hashlib
 from pathlib import Path
 
 from smplx import MANO
-from smplx.cli import InputError, MissingFileError
-from smplx.torchfile import read_torch_file
+from smplx.utils.cli import InputError, MissingFileError
+from smplx.utils.torchfile import read_torch_file
 from pairof.model import PairOF
 
 __all__ = ["load_pairof", "weights_fingerprint"]

@@ -29,18 +29,18 @@ from torch.utils.tensorboard import SummaryWriter
 
 import smplx
 from smplx import MANO, PAPER_FRAME
-from smplx.cli import cli_main
-from smplx.config import (Count, NonNegInt, NonNegative, Positive, Range,
+from smplx.utils.cli import cli_main
+from smplx.utils.config import (Count, NonNegInt, NonNegative, Positive, Range,
                           config_to_dict, parse_config_command, resolve_device)
-from smplx.fileio import atomic_write
-from smplx.training import RunFolder, optimisation_step
+from smplx.utils.fileio import atomic_write
+from smplx.utils.training import RunFolder, optimisation_step
 from smplx.hand_pose import named_poses
 from smplx.manohd.skinning import PoseSampler, load_lbs_weights
 from smplx.manohd.train_lbs import PoseConfig
 from smplx.mesh import sample_surface
-from smplx.preview import render_preview, render_sheet
+from smplx.utils.preview import render_preview, render_sheet
 from pairof.checkpoint import load_pairof, weights_fingerprint
-from pairof.inside import winding_numbers
+from smplx.utils.inside import winding_numbers
 from pairof.mesh import extract_mesh
 from pairof.model import PairOF, PairOFEncoding
 

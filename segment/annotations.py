@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smplx.cli import InputError, MissingFileError
+from smplx.utils.cli import InputError, MissingFileError
 from segment.interhand import (ANNOTATION_KINDS, DATA_FOLDER, HAND_TYPES, annotation_path, camera_matrix,
                                hand_joints)
 

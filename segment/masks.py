@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from smplx.cli import cli_main
-from smplx.fileio import atomic_write
+from smplx.utils.cli import cli_main
+from smplx.utils.fileio import atomic_write
 from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import IMAGE_TREE, MASK_TREE, FrameFileError, project, read_rgb, tree_path
 from segment.posing import create_model, pose_hands

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from smplx.cli import InputError, cli_main, finite_float
-from smplx.fileio import atomic_write
+from smplx.utils.cli import InputError, cli_main, finite_float
+from smplx.utils.fileio import atomic_write
 from segment.annotations import FrameRecord, SplitAnnotations, Subject
 from segment.interhand import (ANNOTATION_KINDS, IMAGE_TREE, MASK_TREE, FrameFileError, annotation_path, project,
                                read_rgb, tree_path)

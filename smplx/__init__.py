@@ -1,5 +1,7 @@
-"""The MANO hand layer with the smplx-style API, MANO-HD subdivision, mesh helpers and a MANO-format tube model for
-benchmarks and tests (`smplx.tube`); also the project's shared utilities (config loading, file I/O, training helpers, previews, Embree ray casting). Imports nothing of ours.
+"""The MANO hand layer with the smplx-style API, MANO-HD subdivision (`manohd/`), the open hand (`open_hand/`), mesh
+helpers and a MANO-format tube model for benchmarks and tests (`tube`); below them, in `utils/`, the project's shared
+utilities (command-line contract, configs, atomic file I/O, checkpoint reading, the training run folder, Embree ray
+casting, inside tests, previews). Imports nothing of ours.
 
     import smplx
     mano = smplx.create("mano", **smplx.PAPER_FRAME)  # center_id=4, scale=10, seal=True, distal=True

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from smplx.cli import MissingFileError
+from smplx.utils.cli import MissingFileError
 from smplx.hand_pose import joint_frames
 from smplx.joint_names import (FINGER_LAST_JOINTS, MANO_FINGERTIP_VERTEX_IDS, MANO_NUM_VERTICES, NUM_HAND_POSE,
                                NUM_JOINTS, PARENTS)

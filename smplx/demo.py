@@ -17,10 +17,10 @@ import torch
 import trimesh
 
 import smplx
-from smplx.cli import InputError, cli_main
-from smplx.fileio import make_folder
+from smplx.utils.cli import InputError, cli_main
+from smplx.utils.fileio import make_folder
 from smplx.hand_pose import named_poses
-from smplx.preview import render_sheet
+from smplx.utils.preview import render_sheet
 
 POSES = ("flat", "fist", "pinch", "point", "spread")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smplx.cli import InputError, MissingFileError
-from smplx.fileio import atomic_write
+from smplx.utils.cli import InputError, MissingFileError
+from smplx.utils.fileio import atomic_write
 from smplx.joint_names import NUM_HAND_POSE, NUM_JOINTS, PARENTS
 
 __all__ = ["HandModelData", "load_model_file", "save_model_file", "MANO_DOWNLOAD_HINT"]

@@ -6,7 +6,7 @@ Dry runs, nothing trained or rendered:
 - `python -m ours.module ARGS` (also through `torchrun` and the scripts/*.sh that wrap it): the module is imported in
   this process and its `main` called with argparse stopped right after it parsed ARGS; when the namespace holds
   `--config` and `key.sub=value` overrides, the config is then built by the command's own schema
-  (`smplx.config.load_config`), so a misspelt key or an invalid value fails here as it would in the run.
+  (`smplx.utils.config.load_config`), so a misspelt key or an invalid value fails here as it would in the run.
 - `make TARGET`: `make -n TARGET`. `scripts/*.sh`: the script exists, is executable, passes `bash -n`, calls the module
   it is mapped to here, and its arguments dry-run as that module's.
 - Paths: an argument or inline-code path under a top-level folder of the repository must be a file or folder git
@@ -285,7 +285,7 @@ def dry_run_module(module: str, argv: list[str], where: str) -> list[str]:
         return []
     if module not in CONFIG_SCHEMAS:
         return [f"{where}: python -m {module} takes a config: add its schema to CONFIG_SCHEMAS in {__name__}"]
-    from smplx.config import load_config
+    from smplx.utils.config import load_config
     schema, defaults = _schema(module)
     try:
         load_config(schema, [defaults] + ([ROOT / config] if config else []), overrides)

@@ -12,8 +12,8 @@ from torch import nn
 
 import smplx
 
-from smplx.cli import InputError
-from smplx.config import config_to_dict, load_config
+from smplx.utils.cli import InputError
+from smplx.utils.config import config_to_dict, load_config
 from handavatar.authors import export_authors, import_authors
 from handavatar.authors.__main__ import main as authors_main
 from handavatar.checkpoint import build_avatar, load_avatar

@@ -13,7 +13,7 @@ from handavatar.model import HandAvatar, network
 from handavatar.render.anchors import AnchorIndex
 from handavatar.render.surface import onto_anchor_planes
 from pairof import PairOF
-from pairof.inside import inside_mesh
+from smplx.utils.inside import inside_mesh
 
 OPTIONS = smplx.PAPER_FRAME
 

@@ -10,7 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio
 import pytest
 import torch
 
-from smplx.config import ConfigError, load_config
+from smplx.utils.config import ConfigError, load_config
 from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.train import WeightAverage, run_validation, train
 from tests.hand_fixtures import train_tiny_pairof

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import segment.preprocess
-from smplx.cli import InputError, MissingFileError, cli_main, error_line, is_user_error
+from smplx.utils.cli import InputError, MissingFileError, cli_main, error_line, is_user_error
 from tests.cli_cases import CASES, ROOT, expand, main_of, make_inputs, run_in_process, run_subprocess
 
 
@@ -103,7 +103,7 @@ def test_python_m_and_the_scripts_pass_the_exit_status(w):
         assert "Traceback" not in result.stderr
         errors = _error_lines(result.stderr)
         assert len(errors) == 1 and expected in errors[0], result.stderr
-    bug = subprocess.run([sys.executable, "-c", "from smplx.cli import cli_main\n"
+    bug = subprocess.run([sys.executable, "-c", "from smplx.utils.cli import cli_main\n"
                           "cli_main(lambda argv: {}['missing'])([])"], cwd=ROOT, capture_output=True, text=True,
                          timeout=600)
     assert bug.returncode == 1 and "Traceback" in bug.stderr and "KeyError: 'missing'" in bug.stderr
@@ -145,7 +145,7 @@ def test_a_full_disk_is_one_line_and_the_previous_file_stays(w):
     assert (out / "OPEN_HAND_RIGHT.pkl").read_bytes() == b"the previous model"
     assert sorted(p.name for p in out.iterdir()) == ["OPEN_HAND_RIGHT.pkl"]  # no temporary file left
     checkpoint = w / "full" / "latest.tar"  # torch.save reports the failed write as a RuntimeError without errno
-    script = ("import torch\nfrom smplx.cli import cli_main\nfrom smplx.fileio import atomic_write\n"
+    script = ("import torch\nfrom smplx.utils.cli import cli_main\nfrom smplx.utils.fileio import atomic_write\n"
               f"cli_main(lambda argv: atomic_write({str(checkpoint)!r}, lambda f: torch.save(torch.zeros(10 ** 5), f)))"
               "([])")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,

@@ -3,7 +3,7 @@ from typing import Literal
 
 import pytest
 
-from smplx.config import ConfigError, load_config
+from smplx.utils.config import ConfigError, load_config
 from handavatar.config import DEFAULTS as AVATAR_DEFAULTS, AvatarConfig
 from pairof.train import DEFAULTS as PAIROF_DEFAULTS, PairOFTrainConfig
 from smplx.manohd.train_lbs import DEFAULTS, LBSConfig

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from smplx.config import load_config
+from smplx.utils.config import load_config
 from segment.interhand import annotation_path
 from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.data import DataConfig, InterHandDataset

@@ -17,7 +17,7 @@ import yaml
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from smplx.config import config_to_dict, load_config
+from smplx.utils.config import config_to_dict, load_config
 from smplx.joint_names import PARENTS
 from handavatar.export.__main__ import main as export_main
 from handavatar.poses import freepose_angles

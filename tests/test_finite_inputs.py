@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from smplx.cli import InputError
-from smplx.config import ConfigError, Count, Positive, Range, load_config
+from smplx.utils.cli import InputError
+from smplx.utils.config import ConfigError, Count, Positive, Range, load_config
 from smplx.manohd.skinning import load_lbs_weights
 from smplx.manohd.train_lbs import DEFAULTS as LBS_DEFAULTS, LBSConfig
-from smplx.torchfile import nonfinite_entries
-from smplx.training import RunFolder
+from smplx.utils.torchfile import nonfinite_entries
+from smplx.utils.training import RunFolder
 from pairof.checkpoint import load_pairof
 from pairof.train import DEFAULTS as PAIROF_DEFAULTS, PairOFTrainConfig
 from segment.annotations import SplitAnnotations, Subject

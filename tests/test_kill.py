@@ -20,11 +20,12 @@ from tests.hand_fixtures import train_tiny_pairof
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
-# Runs a module as `python -m` would, with smplx.fileio's writer killing the process at the KILL_AT-th atomic write:
-# 'partial' after the first bytes of the temporary file, 'complete' after the whole file, before it replaces the old.
+# Runs a module as `python -m` would, with smplx.utils.fileio's writer killing the process at the KILL_AT-th atomic
+# write: 'partial' after the first bytes of the temporary file, 'complete' after the whole file, before it replaces
+# the old one.
 _KILLER = """
 import os, runpy, signal, sys
-import smplx.fileio as fileio
+import smplx.utils.fileio as fileio
 when, nth = os.environ["KILL_WHEN"], int(os.environ["KILL_AT"])
 count, real_atomic, real_write = [0], fileio.atomic_write, fileio._WriteErrors.write
 def die():
@@ -48,7 +49,7 @@ for name, module in list(sys.modules.items()):
 module = sys.argv[1]
 sys.argv = [module] + sys.argv[2:]
 import importlib
-for name in ("smplx.training", "smplx.manohd.train_lbs", "pairof.train", "handavatar.train"):
+for name in ("smplx.utils.training", "smplx.manohd.train_lbs", "pairof.train", "handavatar.train"):
     loaded = importlib.import_module(name)
     if getattr(loaded, "atomic_write", None) is real_atomic:
         loaded.atomic_write = atomic_write
@@ -84,7 +85,7 @@ def _kill_while_writing(module_args: list[str], when: str, nth: int) -> None:
 
 
 def _no_temporaries_left(folder: Path) -> None:
-    """The killed writes' temporary files were removed by the rerun (smplx.fileio.remove_stale_temporaries)."""
+    """The killed writes' temporary files were removed by the rerun (smplx.utils.fileio.remove_stale_temporaries)."""
     assert not list(folder.rglob(".*.tmp"))
 
 
@@ -158,7 +159,7 @@ def test_avatar_training_survives_kills(synthetic_capture, tmp_path):
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     """Only the temporary files of processes no longer running go: not this process's, not another file's."""
-    from smplx.fileio import remove_stale_temporaries
+    from smplx.utils.fileio import remove_stale_temporaries
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = f".latest.tar.{dead.stdout.strip()}.tmp"
     files = {name: tmp_path / name for name in (stale, f".latest.tar.{os.getpid()}.tmp", ".other.tar.1.tmp",

@@ -63,3 +63,14 @@ def test_nothing_outside_the_tests_imports_them(package):
     offenders = {str(p.relative_to(root)): sorted(_imported_modules(p, tests))
                  for p in (root / package).rglob("*.py") if _imported_modules(p, tests)}
     assert not offenders
+
+
+def test_the_shared_utilities_import_nothing_above_them():
+    """smplx/utils/ is the bottom of the stack: its modules import none of ours outside it (not the hand layer)."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    ours = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+            for package in OURS for p in (root / package).rglob("*.py")} | set(OURS)
+    for path in (root / "smplx" / "utils").rglob("*.py"):
+        outside = {m for m in _imported_modules(path, ours) if not m.startswith("smplx.utils")}
+        assert not outside, (path.name, outside)

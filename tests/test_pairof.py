@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 
 import smplx
 from smplx.hand_pose import named_poses
-from pairof.inside import generalized_winding_numbers, winding_numbers
+from smplx.utils.inside import generalized_winding_numbers, winding_numbers
 from pairof.model import PairOF, masked_softmax_pool
 from pairof.networks import ResnetBlockFC, ResnetPointnet, Softplus
 from pairof.partition import PAIRS, partition_mesh

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from segment.synthetic.raytrace import Light, PinholeCamera, ShadingModel, hemisphere_directions, render, vertex_ambient_occlusion
-from smplx.raycast import EmbreeMesh
+from segment.synthetic.raytrace import (Light, PinholeCamera, ShadingModel, hemisphere_directions, render,
+                                        vertex_ambient_occlusion)
+from smplx.utils.raycast import EmbreeMesh
 
 
 def _square(half: float, z: float, offset=(0.0, 0.0), cells: int = 1):

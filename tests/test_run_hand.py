@@ -13,7 +13,7 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 import smplx
-from smplx.config import ConfigError, config_to_dict, load_config
+from smplx.utils.config import ConfigError, config_to_dict, load_config
 from smplx.hand_pose import pose_to_angles
 from smplx.joint_names import JOINT_NAMES
 from segment.preprocess import load_cache

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from smplx.config import load_config
+from smplx.utils.config import load_config
 from handavatar.baseline import (VertexColours, fit_vertex_colours, hand_layer, pose_meshes, render_vertex_colours,
                                  texture_baseline, training_crops)
 from handavatar.baseline.texture import VISIBILITY_TOLERANCE

@@ -6,7 +6,7 @@ import torch
 import trimesh
 
 import smplx
-from smplx.config import load_config
+from smplx.utils.config import load_config
 from smplx.manohd.skinning import _uniform_rotation_angle, evaluate_weights, load_lbs_weights, surface_distances
 from smplx.manohd.train_lbs import DEFAULTS, LBSConfig, LBSRun, main, train
 from smplx.model_file import save_model_file

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from smplx.config import load_config
-from smplx.raycast import EmbreeMesh
+from smplx.utils.config import load_config
+from smplx.utils.raycast import EmbreeMesh
 from handavatar.export.__main__ import main as export_main
 from handavatar.export.browser import Chromium, find_chromium
 from handavatar.export.viewer import VIEWER_DIST, front_camera, screenshot

@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smplx.cli import InputError, cli_main
-from smplx.config import load_config
+from smplx.utils.cli import InputError, cli_main
+from smplx.utils.config import load_config
 from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.authors.files import FIELD_SETTINGS, export_authors, import_authors
 

@@ -21,9 +21,9 @@ import yaml
 
 import smplx
 from smplx import MANO, PAPER_FRAME
-from smplx.cli import InputError, MissingFileError
-from smplx.config import config_to_dict, load_config
-from smplx.fileio import atomic_write
+from smplx.utils.cli import InputError, MissingFileError
+from smplx.utils.config import config_to_dict, load_config
+from smplx.utils.fileio import atomic_write
 from smplx.manohd.skinning import load_lbs_weights
 from pairof import load_pairof
 from pairof.checkpoint import weights_fingerprint

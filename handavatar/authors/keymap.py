@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from smplx import MANO
-from smplx.cli import InputError
+from smplx.utils.cli import InputError
 from smplx.joint_names import NUM_JOINTS, PARENTS
 from pairof import PairOF
 from pairof.partition import PAIRS, Partition, partition_mesh

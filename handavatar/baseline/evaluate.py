@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from smplx.fileio import atomic_write
+from smplx.utils.fileio import atomic_write
 from handavatar.baseline.texture import VertexColours, hand_layer, pose_meshes, render_vertex_colours
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS

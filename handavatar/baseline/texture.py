@@ -25,7 +25,7 @@ import torch
 import smplx
 from smplx import MANO
 from smplx.manohd.skinning import load_lbs_weights
-from smplx.raycast import EmbreeMesh
+from smplx.utils.raycast import EmbreeMesh
 from segment.interhand import project
 from segment.posing import create_model
 from handavatar.data.rays import pixel_directions

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from smplx.cli import InputError, MissingFileError
+from smplx.utils.cli import InputError, MissingFileError
 from segment.annotations import Subject
 from segment.interhand import IMAGE_TREE, MASK_TREE, FrameFileError, read_rgb, tree_path
 from segment.preprocess import AnnotationCache, load_cache

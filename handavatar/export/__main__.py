@@ -15,7 +15,7 @@ import argparse
 import os
 from pathlib import Path
 
-from smplx.cli import InputError, cli_main, finite_float
+from smplx.utils.cli import InputError, cli_main, finite_float
 from handavatar.export.avatar import clip_motion, export_avatar, load_export_avatar
 from handavatar.export.viewer import write_viewer
 

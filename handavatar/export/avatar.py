@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import trimesh
 
-from smplx.cli import InputError, MissingFileError
-from smplx.config import load_config, resolve_device
-from smplx.fileio import atomic_write
+from smplx.utils.cli import InputError, MissingFileError
+from smplx.utils.config import load_config, resolve_device
+from smplx.utils.fileio import atomic_write
 from handavatar.checkpoint import load_avatar
 from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.export.bake import UVAtlas, bake_albedo, uv_atlas

@@ -17,7 +17,7 @@ import xatlas
 from scipy.ndimage import distance_transform_edt
 from tqdm import tqdm
 
-from smplx.cli import InputError
+from smplx.utils.cli import InputError
 from handavatar.model import HandAvatar
 from handavatar.render.anchors import AnchorIndex
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from smplx.cli import MissingFileError
+from smplx.utils.cli import MissingFileError
 
 __all__ = ["Chromium", "find_chromium"]
 

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from smplx.cli import MissingFileError, cli_main
-from smplx.raycast import EmbreeMesh
+from smplx.utils.cli import MissingFileError, cli_main
+from smplx.utils.raycast import EmbreeMesh
 from pairof.mesh import extract_mesh
 from handavatar.cameras import camera_sample
 from handavatar.data import to_tensors

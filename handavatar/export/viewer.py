@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smplx.cli import MissingFileError
-from smplx.fileio import atomic_write
+from smplx.utils.cli import MissingFileError
+from smplx.utils.fileio import atomic_write
 from handavatar.cameras import Camera, look_at
 from handavatar.export.browser import Chromium
 

@@ -22,7 +22,7 @@ from smplx import MANO, MANOOutput
 from smplx.joint_names import NUM_JOINTS
 from smplx.lbs import batch_rodrigues
 from pairof import PairOF, PairOFEncoding
-from pairof.inside import inside_mesh
+from smplx.utils.inside import inside_mesh
 from handavatar.model.albedo import AlbedoField, blend_anchors
 from handavatar.model.deformer import Deformer
 from handavatar.model.embedder import positional_encoding

@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 import smplx
 from smplx.model_file import HandModelData
-from smplx.cli import UserError
-from smplx.fileio import atomic_write
+from smplx.utils.cli import UserError
+from smplx.utils.fileio import atomic_write
 from smplx.hand_pose import build_pose_prior, prior_poses
 from segment.annotations import BORDER_PX
 from segment.interhand import (DATA_FOLDER, HAND_TYPES, IMAGE_TREE, MANO_TO_INTERHAND, MASK_TREE, annotation_path,

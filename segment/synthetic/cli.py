@@ -7,7 +7,7 @@ import argparse
 from dataclasses import fields, replace
 from pathlib import Path
 
-from smplx.cli import cli_main, finite_float
+from smplx.utils.cli import cli_main, finite_float
 from segment.interhand import DATA_FOLDER, IMAGE_TREE, MASK_TREE
 from segment.synthetic.capture import GROUND_TRUTH_TREES, CaptureSettings, make_capture
 from segment.synthetic.capture import __doc__ as CAPTURE_DOC

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from smplx.raycast import EmbreeMesh
+from smplx.utils.raycast import EmbreeMesh
 from segment.interhand import project, world_to_camera
 
 __all__ = ["PinholeCamera", "Light", "ShadingModel", "FrameBuffers", "hemisphere_directions",

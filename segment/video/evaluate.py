@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smplx.cli import cli_main
+from smplx.utils.cli import cli_main
 from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import INTERHAND_TO_MANO, MASK_TREE, project, tree_path, world_to_camera
 from segment.synthetic import SEQUENCES, read_manifest

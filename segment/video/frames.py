@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from smplx.cli import UserError
-from smplx.fileio import atomic_write
+from smplx.utils.cli import UserError
+from smplx.utils.fileio import atomic_write
 
 __all__ = ["VideoError", "FrameFile", "PHONE_FOV_DEG", "IMAGE_SUFFIXES", "extract_frames", "intrinsics",
            "split_train_eval"]

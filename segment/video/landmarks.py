@@ -24,7 +24,7 @@ import torch
 
 import smplx
 from smplx import MANO
-from smplx.cli import cli_main
+from smplx.utils.cli import cli_main
 from segment.video.correspondence import LANDMARK_OFFSETS_MM, MEDIAPIPE_NAMES, MEDIAPIPE_TO_MANO
 
 __all__ = ["landmark_layer", "rest_anchors", "measure_offsets"]

@@ -34,7 +34,7 @@ _SWAP = {"Left": "right", "Right": "left"}  # mediapipe assumes a mirrored (fron
 
 
 class KeypointInputError(Exception):
-    """An input file cannot be read. This environment cannot import smplx.cli (no torch), so main() keeps the same
+    """An input file cannot be read. This environment cannot import smplx.utils.cli (no torch), so main() keeps the same
     contract by hand: one `error: ...` line and exit status 2 for this error only; anything else is a bug."""
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 import smplx
-from smplx.cli import cli_main, finite_float
-from smplx.fileio import atomic_write
+from smplx.utils.cli import cli_main, finite_float
+from smplx.utils.fileio import atomic_write
 from segment.annotations import MIN_BOX_PX, box_ok
 from segment.interhand import HAND_TYPES
 from segment.video.fit import FitSettings, fit_hand

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from smplx.fileio import atomic_write
+from smplx.utils.fileio import atomic_write
 from segment.interhand import (HAND_TYPES, IMAGE_TREE, MANO_TO_INTERHAND, MASK_TREE, annotation_path, hand_joints,
                                image_file_name, tree_path)
 from segment.masks import fill_triangles

@@ -16,10 +16,10 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from smplx.body_models import MANO
-from smplx.cli import InputError, MissingFileError
+from smplx.utils.cli import InputError, MissingFileError
 from smplx.hand_pose import prior_poses, sample_prior
 from smplx.mesh import face_normals
-from smplx.torchfile import read_torch_file
+from smplx.utils.torchfile import read_torch_file
 from smplx.mesh_losses import (face_adjacency, laplacian_smoothing, mesh_to_points_sq, normal_consistency,
                                point_triangle_distance_sq, points_to_mesh_sq, uniform_laplacian)
 

@@ -22,11 +22,11 @@ import trimesh
 from torch.utils.tensorboard import SummaryWriter
 
 import smplx
-from smplx.cli import cli_main
-from smplx.config import (Count, NonNegInt, NonNegative, Positive, Range,
+from smplx.utils.cli import cli_main
+from smplx.utils.config import (Count, NonNegInt, NonNegative, Positive, Range,
                           config_to_dict, parse_config_command, resolve_device)
-from smplx.fileio import atomic_write
-from smplx.training import RunFolder, optimisation_step
+from smplx.utils.fileio import atomic_write
+from smplx.utils.training import RunFolder, optimisation_step
 from smplx.hand_pose import named_poses
 from smplx.manohd.skinning import (PoseSampler, SkinningObjective, WeightReport, evaluate_weights,
                                    load_lbs_weights, normalize_weights)

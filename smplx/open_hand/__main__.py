@@ -16,12 +16,12 @@ import imageio.v3 as iio
 import torch
 
 from smplx.body_models import MANO
-from smplx.cli import cli_main
-from smplx.fileio import make_folder
+from smplx.utils.cli import cli_main
+from smplx.utils.fileio import make_folder
 from smplx.hand_pose import named_poses
 from smplx.model_file import save_model_file
 from smplx.open_hand.build import OPEN_HAND_LICENSE, build_open_hand
-from smplx.preview import render_sheet
+from smplx.utils.preview import render_sheet
 
 PICTURE_POSES = ("flat", "fist", "pinch", "point", "spread")
 PICTURE_VIEWS = ("top", "back")  # from above, and from the thumb side of a right hand

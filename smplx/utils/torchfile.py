@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from smplx.cli import InputError
+from smplx.utils.cli import InputError
 
 __all__ = ["read_torch_file", "nonfinite_entries"]
 

@@ -19,9 +19,9 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from smplx.cli import InputError
-from smplx.fileio import atomic_write, remove_stale_temporaries
-from smplx.torchfile import read_torch_file
+from smplx.utils.cli import InputError
+from smplx.utils.fileio import atomic_write, remove_stale_temporaries
+from smplx.utils.torchfile import read_torch_file
 
 __all__ = ["RunFolder", "optimisation_step"]
 
@@ -31,7 +31,7 @@ class RunFolder:
 
     Args:
         out: the folder (created; config.yaml written into it unless `main` is False).
-        config: the run's configuration as plain data (`smplx.config.config_to_dict`).
+        config: the run's configuration as plain data (`smplx.utils.config.config_to_dict`).
         checkpoint: file name of the resumable checkpoint inside `out`.
         identity: top-level config keys a checkpoint must share with this run to be resumed (what it was trained
             for); a checkpoint that differs in one is refused with a message naming the key.

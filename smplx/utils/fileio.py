@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from smplx.cli import InputError
+from smplx.utils.cli import InputError
 
 __all__ = ["atomic_write", "make_folder", "remove_stale_temporaries"]
 

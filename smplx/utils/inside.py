@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from smplx.raycast import EmbreeMesh
+from smplx.utils.raycast import EmbreeMesh
 
 __all__ = ["winding_numbers", "inside_mesh", "generalized_winding_numbers"]
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from smplx.cli import InputError, MissingFileError
+from smplx.utils.cli import InputError, MissingFileError
 
 __all__ = ["load_config", "config_to_dict", "ConfigError", "Range", "Count", "NonNegInt", "Positive", "NonNegative",
            "Fraction", "resolve_device", "parse_config_command"]
