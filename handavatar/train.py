@@ -60,17 +60,13 @@ class WeightAverage:
 
 
 def make_optimizer(avatar: HandAvatar, train: TrainSection) -> torch.optim.Adam:
-    """Adam with one group per learning rate: the albedo codebook at lr_codes, SelF at lr_shading, PairOF's decoder at
-    lr_pairof, every other trainable parameter (albedo MLP, deformer) at lr."""
-    prefixes = (("albedo_codes", "albedo.codes", train.lr_codes), ("shading", "shading.", train.lr_shading),
-                ("pairof_decoder", "field.decoder.", train.lr_pairof))
-    groups = {name: [] for name in ("avatar", *(name for name, _, _ in prefixes))}
-    for key, parameter in avatar.named_parameters():
-        if parameter.requires_grad:
-            groups[next((name for name, prefix, _ in prefixes if key.startswith(prefix)), "avatar")].append(parameter)
-    rates = {"avatar": train.lr, **{name: lr for name, _, lr in prefixes}}
+    """Adam with one group per learning rate, by module (`HandAvatar.parameter_groups`): the albedo codebook at
+    lr_codes, SelF at lr_shading, PairOF's decoder at lr_pairof, every other trainable parameter (albedo MLP, deformer)
+    at lr."""
+    rates = {"avatar": train.lr, "albedo_codes": train.lr_codes, "shading": train.lr_shading,
+             "pairof_decoder": train.lr_pairof}
     return torch.optim.Adam([{"params": params, "lr": rates[name], "base_lr": rates[name], "name": name}
-                             for name, params in groups.items() if params])
+                             for name, params in avatar.parameter_groups().items() if params])
 
 
 def set_learning_rates(optimizer: torch.optim.Optimizer, iteration: int, decay_iters: int) -> float:

@@ -479,3 +479,22 @@ def test_onto_anchor_planes_closed_form():
     moved = onto_anchor_planes(points, directions, anchors, normals)
     expected = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.5, 2.0, 0.0]], dtype=torch.float64)
     torch.testing.assert_close(moved, expected, rtol=0, atol=1e-12)
+
+
+def test_parameter_groups_are_by_module(parts):
+    """Every trainable parameter in exactly one learning-rate group, chosen by the module that holds it (a parameter
+    of a new or renamed module goes to 'avatar', never silently elsewhere); frozen encoders in none."""
+    hand, _ = parts
+    avatar = _avatar(hand)
+    avatar.extra = torch.nn.Linear(2, 2)  # a module the groups do not know
+    groups = avatar.parameter_groups()
+    assert list(groups) == ["avatar", "albedo_codes", "shading", "pairof_decoder"]
+    ids = [id(p) for params in groups.values() for p in params]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in avatar.parameters() if p.requires_grad}
+    assert groups["albedo_codes"] == [avatar.albedo.codes]
+    assert {id(p) for p in groups["shading"]} == {id(p) for p in avatar.shading.parameters()}
+    assert {id(p) for p in groups["pairof_decoder"]} == {id(p) for p in avatar.field.decoder.parameters()}
+    assert {id(p) for p in avatar.extra.parameters()} <= {id(p) for p in groups["avatar"]}
+    frozen = {id(p) for encoder in (avatar.field.part_encoder, avatar.field.local_encoder) for p in encoder.parameters()}
+    assert frozen and not frozen & set(ids)
+    assert _avatar(hand, shading=False).parameter_groups()["shading"] == []

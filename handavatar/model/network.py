@@ -354,6 +354,18 @@ class HandAvatar(nn.Module):
         return {**totals, "occupancy": torch.cat(evaluated_occupancy),
                 "points": torch.cat(evaluated_points)}
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The trainable parameters by the module that holds them, for the optimiser's learning rates: 'avatar'
+        (everything not below: the albedo MLP, the deformer, any new module), 'albedo_codes' (the codebook),
+        'shading' (SelF) and 'pairof_decoder' (PairOF's decoder; its encoders are frozen). Each trainable parameter
+        is in exactly one group, in `parameters()` order within it."""
+        special = {"albedo_codes": [self.albedo.codes],
+                   "shading": list(self.shading.parameters()) if self.shading is not None else [],
+                   "pairof_decoder": list(self.field.decoder.parameters())}
+        taken = {id(p) for params in special.values() for p in params}
+        groups = {"avatar": [p for p in self.parameters() if id(p) not in taken], **special}
+        return {name: [p for p in params if p.requires_grad] for name, params in groups.items()}
+
     def forward(self, sample: dict, **options) -> dict[str, Tensor]:
         """`render` (the module's forward, so that DistributedDataParallel can wrap the avatar)."""
         return self.render(sample, **options)
