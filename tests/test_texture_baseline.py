@@ -192,3 +192,40 @@ def test_report_is_written_once_and_read_back(capture, tmp_path, monkeypatch):
     assert texture_baseline(config, dataset, lpips, tmp_path, supersample=1, progress=False) == summary
     with pytest.raises(RuntimeError, match="computed again"):  # other settings: not read back
         texture_baseline(config, dataset, lpips, tmp_path, supersample=2, progress=False)
+
+
+def test_comparison_strip_rows_are_truth_baseline_avatar(capture, tmp_path):
+    """`comparison_strip`: one row per chosen frame (spread evenly, first and last included), truth | the baseline's
+    render from its colours.npz | the avatar's rgb; the avatar here is a stand-in that draws a constant 0.25."""
+    from PIL import Image
+    import torch
+    from handavatar.baseline.evaluate import _pose
+    from handavatar.baseline.strip import comparison_strip, strip_frames
+
+    class Constant:
+        def eval(self):
+            return self
+
+        def render(self, sample, chunk):
+            return {"rgb": torch.full((1, *sample["target_rgb"].shape[1:3], 3), 0.25)}
+
+    config, layer, _ = capture
+    dataset = evaluation_dataset(config)
+    texture_baseline(config, dataset, load_lpips("", ""), tmp_path, supersample=1, progress=False)
+    assert strip_frames(4, 2) == [0, 3] and strip_frames(3, 5) == [0, 1, 2] and strip_frames(9, 3) == [0, 4, 8]
+    out = comparison_strip(config, Constant(), dataset, tmp_path / "colours.npz", tmp_path / "strip.png", frames=2,
+                           supersample=1)
+    strip = np.asarray(Image.open(out)).astype(float) / 255
+    size = config.data.resolution
+    assert strip.shape == (2 * size, 3 * size, 3)
+    table = np.load(tmp_path / "colours.npz")
+    for row, index in enumerate([0, 3]):
+        sample = dataset[index]
+        tiles = strip[row * size:(row + 1) * size]
+        baseline = render_vertex_colours(_pose(layer, sample), table["faces"], table["colours"], sample["rays_o"],
+                                         sample["K"], size, sample["bgcolor"], supersample=1).rgb
+        np.testing.assert_allclose(tiles[:, :size], sample["target_rgb"][0], atol=0.5 / 255 + 1e-6)  # 8-bit PNG
+        np.testing.assert_allclose(tiles[:, size:2 * size], np.clip(baseline, 0, 1), atol=0.5 / 255 + 1e-6)
+        np.testing.assert_allclose(tiles[:, 2 * size:], 64 / 255)
+    with pytest.raises(FileNotFoundError, match="run the texture baseline first"):
+        comparison_strip(config, Constant(), dataset, tmp_path / "none.npz", tmp_path / "x.png")
