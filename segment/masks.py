@@ -29,24 +29,38 @@ from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import IMAGE_TREE, MASK_TREE, FrameFileError, project, read_rgb, tree_path
 from segment.posing import create_model, pose_hands
 
-__all__ = ["fill_triangles", "remove_black", "make_masks", "MIN_IMAGE_MAX"]
+__all__ = ["fill_triangles", "remove_black", "make_masks", "MIN_IMAGE_MAX", "FILLS"]
 
 MIN_IMAGE_MAX = 20  # an image whose brightest value is below this is treated as dark (reference §6.2, §8)
 
 
-def fill_triangles(pixels: np.ndarray, faces: np.ndarray, width: int, height: int) -> np.ndarray:
+FILLS = ("coverage", "published")
+
+
+def fill_triangles(pixels: np.ndarray, faces: np.ndarray, width: int, height: int, *, fill: str = "coverage"
+                   ) -> np.ndarray:
     """Silhouette of a projected mesh: every triangle filled (no depth test needed).
 
     Args:
         pixels: (V, 2) projected vertices, pixel coordinates (integers at pixel centres).
         faces: (F, 3) vertex indices.
         width, height: image size.
+        fill: 'coverage' (ours): 255 where at least half of the pixel is covered; the triangles are filled by OpenCV
+            on a 4x finer grid (which counts every pixel an edge touches as inside) and averaged down, so the outline
+            is within 1/8 pixel of the exact one. 'published': the vertices rounded to whole pixels and each triangle
+            filled by OpenCV at full resolution, as the published masks are, which counts every pixel an edge
+            touches as inside (about half a pixel fatter all round).
 
     Returns:
-        (height, width) uint8, 255 where at least half of the pixel is covered. The triangles are filled by OpenCV
-        on a 4x finer grid (which counts every pixel an edge touches as inside) and averaged down, so the outline is
-        within 1/8 pixel of the exact one.
+        (height, width) uint8 mask, 0 or 255.
     """
+    if fill == "published":
+        mask = np.zeros((height, width), np.uint8)
+        for triangle in np.round(np.asarray(pixels)).astype(np.int32)[faces]:
+            cv2.fillConvexPoly(mask, triangle, 255)
+        return mask
+    if fill != "coverage":
+        raise ValueError(f"fill {fill!r} is not one of {FILLS}")
     k = 4
     fine = np.zeros((height * k, width * k), np.uint8)
     fixed = np.round(((np.asarray(pixels) + 0.5) * k - 0.5) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
@@ -82,8 +96,8 @@ def _write_png(path: Path, mask: np.ndarray) -> None:
 
 def make_masks(root: str | Path, subjects: list[Subject], *, hand: str = "right", model: str | None = None,
                filtering: bool = True, overwrite: bool = False, workers: int = 4, tree: str = MASK_TREE,
-               progress: bool = True) -> tuple[int, int, Counter]:
-    """Write the masks of the subjects' images.
+               progress: bool = True, fill: str = "coverage") -> tuple[int, int, Counter]:
+    """Write the masks of the subjects' images (`fill`: see `fill_triangles`).
 
     Returns:
         (written, kept because they existed, skipped frames by reason).
@@ -120,7 +134,7 @@ def make_masks(root: str | Path, subjects: list[Subject], *, hand: str = "right"
             if rgb.max() < MIN_IMAGE_MAX:
                 return "dark image"
             pixels = project(posed.vertices[i] + posed.Th[i], record.K)
-            mask = fill_triangles(pixels, faces, record.width, record.height)
+            mask = fill_triangles(pixels, faces, record.width, record.height, fill=fill)
             if filtering:
                 mask = remove_black(mask, rgb)
             if not mask.any():
@@ -152,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="MANO-format file or folder, or open_hand (default: the capture's model "
                         "for a synthetic capture, else mano/)")
     parser.add_argument("--no-filter", action="store_true", help="keep the raw projected silhouette")
+    parser.add_argument("--fill", choices=FILLS, default="coverage", help="coverage: pixels at least half covered "
+                        "(default); published: vertices rounded to whole pixels, every pixel an edge touches (the "
+                        "published masks, about half a pixel fatter)")
     parser.add_argument("--overwrite", action="store_true", help="rewrite masks that exist")
     parser.add_argument("--tree", default=MASK_TREE, help="output tree next to images/ (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=4)
@@ -160,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     subjects = [Subject(args.split, args.capture, seq, args.camera) for seq in args.seq]
     written, existing, rejected = make_masks(args.root, subjects, hand=args.hand, model=args.model,
                                              filtering=not args.no_filter, overwrite=args.overwrite,
-                                             workers=args.workers, tree=args.tree, progress=not args.quiet)
+                                             workers=args.workers, tree=args.tree, progress=not args.quiet,
+                                             fill=args.fill)
     where = tree_path(args.root, args.tree, args.split, "")
     print(f"masks: {written} written, {existing} already there (--overwrite to redo), {sum(rejected.values())} "
           f"frames skipped" + "".join(f"\n  {n:6d}  {reason}" for reason, n in rejected.most_common()))
