@@ -29,6 +29,9 @@ class DataSection:
     # sorted by (frame, camera); the two give the same frames when data.json lists frames in that order
     eval_order: Literal["published", "sorted"]
     hand: Literal["right", "left"]  # right or left
+    # targets off the thresholded warped mask: masked (exactly the background, ours) or composite (the warped
+    # composite as it is, blended at the outline: published)
+    target: Literal["masked", "composite"]
     resolution: Count  # crop size, px
     crop_scale: Positive  # crop side / hand box side
     bbox_offset: NonNegative  # margin of the posed mesh's 3D box, dm
@@ -175,7 +178,7 @@ def data_config(config: AvatarConfig, split: Literal["train", "eval"], **changes
     d, p = config.data, config.patch
     common = dict(root=d.root, hand=d.hand, model=config.smpl_cfg.model_path, resolution=d.resolution,
                   crop_scale=d.crop_scale, bbox_offset=d.bbox_offset, box_padding=d.box_padding,
-                  max_frames=d.max_frames)
+                  max_frames=d.max_frames, target=d.target)
     if split == "train":
         settings = DataConfig(subject=d.subject, mode="patch", n_patches=p.N_patches, patch_size=p.size,
                               sample_subject_ratio=p.sample_subject_ratio, background="random", skip=d.skip, **common)

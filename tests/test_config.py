@@ -127,12 +127,13 @@ def test_data_config_carries_every_data_setting():
     overrides = ["data.root=/r", "data.subject=test/Capture1/A", "data.eval_subject=val/Capture2/B", "data.hand=left",
                  "data.eval_skip=7", "data.eval_order=sorted", "data.resolution=128", "data.crop_scale=1.5",
                  "data.bbox_offset=0.02", "data.box_padding=0.03", "data.skip=3", "data.max_frames=9",
-                 "patch.N_patches=3", "patch.size=16", "patch.sample_subject_ratio=0.5", "smpl_cfg.model_path=m"]
+                 "patch.N_patches=3", "patch.size=16", "patch.sample_subject_ratio=0.5", "smpl_cfg.model_path=m",
+                 "data.target=composite"]
     config = load_config(AvatarConfig, [AVATAR_DEFAULTS], overrides)
     train, evaluation = data_config(config, "train"), data_config(config, "eval")
     shared = {f.name for f in fields(train)} & set(vars(config.data))
     assert shared >= {"root", "subject", "hand", "resolution", "crop_scale", "bbox_offset", "box_padding", "skip",
-                      "max_frames"}
+                      "max_frames", "target"}
     for name in shared - {"subject", "skip"}:
         assert getattr(train, name) == getattr(evaluation, name) == getattr(config.data, name), name
     assert (train.subject, train.skip, train.mode, train.background) == ("test/Capture1/A", 3, "patch", "random")

@@ -118,6 +118,30 @@ def test_random_background_fills_everything_off_the_hand(config):
     assert sample["bgcolor"].std() > 0
 
 
+def test_published_targets_are_the_warped_composite(config):
+    """target 'composite' (published): the crop of the masked image on the background, blended along the outline;
+    'masked' (ours) equals it on the thresholded hand and is exactly the background off it. They differ only in a
+    thin band just outside the thresholded hand."""
+    from segment.interhand import MASK_TREE
+    masked, composite = (InterHandDataset(replace(config, mode="image", target=t)) for t in ("masked", "composite"))
+    a, b = masked[0], composite[0]
+    hand = a["target_alpha"][0] > 0
+    np.testing.assert_array_equal(a["target_rgb"][0][hand], b["target_rgb"][0][hand])
+    assert np.all(a["target_rgb"][0][~hand] == 0) and b["target_rgb"][0][~hand].max() > 0.05
+    split, file_name = str(composite.cache.keys[0]).split("/", 1)
+    rgb = read_rgb(tree_path(config.root, "images", split, file_name))
+    mask = read_rgb(tree_path(config.root, MASK_TREE, split, file_name, ".png"))[..., 0]
+    alpha = (mask > 127)[..., None]
+    transform = crop_transform(composite.cache.bbox[0], scale=config.crop_scale, size=config.resolution)
+    by_hand = warp(alpha * (rgb / 255.0).astype(np.float32), transform, config.resolution, border=np.zeros(3))
+    np.testing.assert_allclose(b["target_rgb"][0], by_hand, atol=1e-6)
+    differs = np.abs(a["target_rgb"][0] - b["target_rgb"][0]).max(-1) > 0
+    grown = torch.nn.functional.max_pool2d(torch.from_numpy(hand[None, None].astype(np.float32)), 5, 1, 2)[0, 0]
+    assert differs.any() and not (differs & ~grown.numpy().astype(bool)).any()  # within 2 px of the hand
+    with pytest.raises(ValueError, match="target 'raw'"):
+        InterHandDataset(replace(config, target="raw"))
+
+
 def test_loader_with_workers_and_distributed_sampler(config):
     dataset = InterHandDataset(config)
     shards = [list(DistributedSampler(dataset, num_replicas=2, rank=r, shuffle=False)) for r in range(2)]

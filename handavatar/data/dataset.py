@@ -8,7 +8,8 @@ Both modes return pixel grids of the same keys, shaped (P, h, w): 'patch' mode (
 patch_size^2 pixels, each centred on a hand pixel with probability sample_subject_ratio and otherwise on a box pixel
 off the hand; 'image' mode (evaluation) P = 1 grid of the whole crop. Only pixels with `ray_mask` need rendering.
 Targets are the masked image composited on the background and resampled; off the thresholded hand mask
-(`target_alpha` = 0) they are exactly the background colour.
+(`target_alpha` = 0) they are exactly the background colour (`target: masked`), or, as published, the resampled
+composite as it is, which blends hand and background along the outline (`target: composite`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class DataConfig:
     # order, as the published loader (the same frames when data.json lists them frame by frame)
     max_frames: int = -1  # keep at most this many frames (-1: all)
     layers: bool = False  # also the albedo and shading ground truth of a synthetic capture ('target_albedo', ...)
+    target: str = "masked"  # 'masked': off the thresholded warped mask the target is exactly the background (ours);
+    # 'composite': the warped composite as it is, blended at the outline (published)
 
 
 class InterHandDataset(Dataset):
@@ -67,6 +70,8 @@ class InterHandDataset(Dataset):
             raise ValueError(f"data mode {config.mode!r} is not 'patch' or 'image'")
         if config.background not in ("random", "black", "white"):
             raise ValueError(f"background {config.background!r} is not 'random', 'black' or 'white'")
+        if config.target not in ("masked", "composite"):
+            raise ValueError(f"target {config.target!r} is not 'masked' or 'composite'")
         if config.order not in ("sorted", "published"):
             raise ValueError(f"frame order {config.order!r} is not 'sorted' or 'published'")
         if config.mode == "patch" and config.patch_size > config.resolution:
@@ -120,8 +125,9 @@ class InterHandDataset(Dataset):
         composite = alpha * (rgb.astype(np.float32) / 255) + (1 - alpha) * bg
         transform = crop_transform(cache.bbox[i], scale=cfg.crop_scale, size=size)
         hand = warp(mask, transform, size) > 150
-        # off the (thresholded) hand the target is exactly the background, as a render's empty pixels are
-        image = np.where(hand[..., None], warp(composite, transform, size, border=bg), bg)
+        image = warp(composite, transform, size, border=bg)
+        if cfg.target == "masked":  # off the (thresholded) hand exactly the background, as a render's empty pixels
+            image = np.where(hand[..., None], image, bg)
         K = crop_intrinsics(cache.K[i], transform)
         layers = self._layers(i, transform, hand) if cfg.layers else {}
 
