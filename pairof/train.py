@@ -160,7 +160,7 @@ class PairOFRun:
     def sampler(self, seed: int) -> PoseSampler:
         p = self.config.poses
         return PoseSampler(self.base, pool=p.pool, shape_std=p.shape_std, global_rotation=p.global_rotation,
-                           seed=seed)
+                           seed=seed, mix=p.mix)
 
     def pose(self, betas, orient, hand_pose):
         with torch.no_grad():

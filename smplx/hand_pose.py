@@ -20,7 +20,7 @@ from scipy.spatial.transform import Rotation
 from smplx.joint_names import NUM_HAND_POSE, PARENTS
 
 __all__ = ["JOINT_LIMITS", "NAMED_POSES", "joint_frames", "angles_to_pose", "pose_to_angles", "named_poses",
-           "mix_poses", "build_pose_prior", "prior_poses", "sample_prior", "clip_to_limits"]
+           "mix_poses", "build_pose_prior", "prior_poses", "sample_prior", "slerp_prior", "clip_to_limits", "MIXES"]
 
 _MCP = [[-20, 95], [-25, 25], [-10, 10]]
 _PIP = [[-5, 105], [-3, 3], [-3, 3]]
@@ -187,6 +187,41 @@ def build_pose_prior(frames: np.ndarray, *, count: int = 512, seed: int = 0):
 def prior_poses(hands_mean: np.ndarray, hands_coeffs: np.ndarray, hands_components: np.ndarray) -> np.ndarray:
     """(N, 45) the training poses stored in a MANO-format prior."""
     return hands_mean + hands_coeffs @ hands_components[:hands_coeffs.shape[1]]
+
+
+MIXES = ("anatomical", "published")
+
+
+def slerp_prior(prior: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """New poses from the poses of a prior as the published LBS-weight pretraining draws them (reference §2.4): for
+    each digit a random row of the prior, independently per digit, twice; then every joint slerped between the two
+    draws with one alpha ~ U(0, 1) per pose (along the shorter arc: the published slerp's clipping of a negative
+    quaternion dot product to 0 is not copied). No joint limits.
+
+    Args:
+        prior: (K, 45) axis-angle poses. count: N. rng: random source.
+
+    Returns:
+        (N, 45) axis-angle hand poses.
+    """
+    from scipy.spatial.transform import Rotation
+    prior = np.asarray(prior, dtype=float).reshape(-1, 15, 3)
+    picks = []
+    for _ in range(2):
+        pick = np.zeros((count, 15, 3))
+        for joints in _DIGITS.values():
+            pick[:, joints] = prior[rng.integers(len(prior), size=count)][:, joints]
+        picks.append(Rotation.from_rotvec(pick.reshape(-1, 3)).as_quat())  # (N 15, 4)
+    alpha = np.repeat(rng.uniform(size=count), 15)[:, None]
+    a, b = picks
+    dot = (a * b).sum(-1, keepdims=True)
+    b = np.where(dot < 0, -b, b)  # the shorter arc
+    theta = np.arccos(np.clip(np.abs(dot), 0.0, 1.0))
+    small = theta < 1e-6
+    sin = np.where(small, 1.0, np.sin(theta))
+    q = np.where(small, (1 - alpha) * a + alpha * b,
+                 (np.sin((1 - alpha) * theta) * a + np.sin(alpha * theta) * b) / sin)
+    return Rotation.from_quat(q / np.linalg.norm(q, axis=-1, keepdims=True)).as_rotvec().reshape(count, 45)
 
 
 def sample_prior(prior: np.ndarray, frames: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

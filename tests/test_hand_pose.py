@@ -69,3 +69,34 @@ def test_mixed_poses_stay_within_limits():
 def test_pose_frames_need_a_palm(tube_data):
     with pytest.raises(ValueError, match="collinear"):
         joint_frames(tube_data.j_regressor @ tube_data.v_template)
+
+
+def test_published_prior_mixing_slerps_each_digit_between_two_prior_rows():
+    """slerp_prior: every joint of a drawn pose lies on the shorter geodesic between that joint in two rows of the
+    prior (the digit's two draws), at the same fraction alpha for every joint of the pose (1 - alpha from the other
+    end where a digit drew the rows the other way round); no joint limits."""
+    from scipy.spatial.transform import Rotation
+    from smplx.hand_pose import slerp_prior
+    rng = np.random.default_rng(0)
+    prior = Rotation.random(2 * 15, random_state=1).as_rotvec().reshape(2, 45) * 0.8  # two rows, far past the limits
+    poses = slerp_prior(prior, 200, rng)
+    rows = [Rotation.from_rotvec(r.reshape(15, 3)) for r in prior]
+    seen_outside = False
+    for pose in poses:
+        joints = Rotation.from_rotvec(pose.reshape(15, 3))
+        alphas = []
+        for digit in range(5):
+            for j in range(3 * digit, 3 * digit + 3):
+                ends = [rows[k][j] for k in (0, 1)]
+                to = [(joints[j] * e.inv()).magnitude() for e in ends]
+                between = (ends[0] * ends[1].inv()).magnitude()
+                if min(to) < 1e-9:  # at an end: this digit drew the same row twice, or alpha is 0 or 1
+                    continue
+                assert to[0] + to[1] == pytest.approx(between, abs=1e-7)  # on the geodesic
+                alphas.append(to[0] / between)
+        folded = np.minimum(alphas, 1 - np.asarray(alphas)) if alphas else np.zeros(1)
+        assert np.ptp(folded) < 1e-6  # one alpha for the pose
+        seen_outside |= bool(alphas)
+    assert seen_outside
+    angles = pose_to_angles(poses, np.tile(np.eye(3), (15, 1, 1)))
+    assert (angles < JOINT_LIMITS[..., 0] - 1).any() or (angles > JOINT_LIMITS[..., 1] + 1).any()  # unclipped

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from smplx.body_models import MANO
 from smplx.utils.cli import InputError, MissingFileError
-from smplx.hand_pose import prior_poses, sample_prior
+from smplx.hand_pose import MIXES, prior_poses, sample_prior, slerp_prior
 from smplx.mesh import face_normals
 from smplx.utils.torchfile import read_torch_file
 from smplx.mesh_losses import (face_adjacency, laplacian_smoothing, mesh_to_points_sq, normal_consistency,
@@ -91,17 +91,23 @@ class SkinningObjective:
 
 
 class PoseSampler:
-    """Random training poses: hand poses mixed from the model's pose prior (digit by digit, within joint limits),
-    uniformly random global rotations, and Gaussian shapes. Batches are a function of (seed, step) alone, so a
-    resumed run draws what an uninterrupted one would."""
+    """Random training poses: hand poses mixed from the model's pose prior (digit by digit: `mix` 'anatomical',
+    angles interpolated within the joint limits; 'published', joints slerped, unclipped, as the published
+    pretraining), uniformly random global rotations, and Gaussian shapes. Batches are a function of (seed, step)
+    alone, so a resumed run draws what an uninterrupted one would."""
 
-    def __init__(self, base: MANO, *, pool: int, shape_std: float, global_rotation: bool, seed: int):
+    def __init__(self, base: MANO, *, pool: int, shape_std: float, global_rotation: bool, seed: int,
+                 mix: str = "anatomical"):
         data = base.to_model_data()
         if data.hands_coeffs is None or data.hands_components is None or data.hands_mean is None:
             raise InputError("the hand model has no pose prior (hands_components, hands_mean, hands_coeffs); "
                              "the LBS-weight pretraining samples its poses from it")
         prior = prior_poses(data.hands_mean, data.hands_coeffs, data.hands_components)
-        poses = sample_prior(prior, base.pose_frames(), pool, np.random.default_rng(seed))
+        if mix not in MIXES:
+            raise InputError(f"poses.mix {mix!r} is not one of {MIXES}")
+        rng = np.random.default_rng(seed)
+        poses = sample_prior(prior, base.pose_frames(), pool, rng) if mix == "anatomical" else \
+            slerp_prior(prior, pool, rng)
         self.pool = torch.as_tensor(poses, dtype=base.v_template.dtype)
         self.num_betas, self.shape_std, self.global_rotation, self.seed = (
             base.num_betas, shape_std, global_rotation, seed)

@@ -57,6 +57,9 @@ class PoseConfig:
     pool: Count  # hand poses pre-sampled from the model's prior, drawn from at every step
     global_rotation: bool  # uniformly random global rotation per pose
     shape_std: NonNegative  # betas ~ N(0, shape_std)
+    # anatomical: digit by digit, angles interpolated between two prior poses within the joint limits (ours);
+    # published: digit by digit, joints slerped between two prior poses, no limits
+    mix: Literal["anatomical", "published"]
 
 
 @dataclass
@@ -94,7 +97,8 @@ class LBSRun:
         self.objective = SkinningObjective(self.base, self.hd, candidates=config.candidates,
                                            sparsity_sharpness=config.loss.sparsity_sharpness)
         self.sampler = PoseSampler(self.base, pool=config.poses.pool, shape_std=config.poses.shape_std,
-                                   global_rotation=config.poses.global_rotation, seed=config.seed)
+                                   global_rotation=config.poses.global_rotation, seed=config.seed,
+                                   mix=config.poses.mix)
         self.snapshot_pose = torch.as_tensor(named_poses(["fist"], self.base.pose_frames()), dtype=torch.float32,
                                              device=self.device)
 
