@@ -102,13 +102,15 @@ def losses(avatar: HandAvatar, sample: dict, out: dict, weights: LossWeights, lp
         size = sample["alpha_image"].shape[-1]
         silhouette = point_silhouette(vertices_cam, sample["K"], size)
         terms["sil"] = weights.sil * silhouette_loss(silhouette, sample["alpha_image"][None], shape=sil_mask)
-    if weights.iou3d and out["points"].numel():
-        posed = out["posed"]
-        points = out["points"].reshape(-1, 3)
-        truth = winding_numbers(points.detach().cpu().double().numpy(), posed.vertices[0].detach().cpu().double()
-                                .numpy(), avatar.hand.output_faces.cpu().numpy()) >= 1
-        terms["iou3d"] = weights.iou3d * ((out["occupancy"].reshape(-1) - torch.as_tensor(truth).to(points)) ** 2
-                                          ).mean()
+    # the 3D occupancy at the samples inside the part boxes (the published `~all_out`): all the reference renderer
+    # drew there, or those the fast renderer evaluated (with band 0 and tolerance 0, the same samples)
+    points, occupancy = out["points"].reshape(-1, 3), out["occupancy"].reshape(-1)
+    if "in_box" in out:
+        points, occupancy = points[out["in_box"]], occupancy[out["in_box"]]
+    if weights.iou3d and points.numel():
+        truth = winding_numbers(points.detach().cpu().double().numpy(), out["posed"].vertices[0].detach().cpu()
+                                .double().numpy(), avatar.hand.output_faces.cpu().numpy()) >= 1
+        terms["iou3d"] = weights.iou3d * ((occupancy - torch.as_tensor(truth).to(points)) ** 2).mean()
     return terms
 
 

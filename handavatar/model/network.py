@@ -256,7 +256,8 @@ class HandAvatar(nn.Module):
             result.update(self.surface_albedo(origin, directions, result, background,
                                               lambda p: self.field.nearest_anchors(p[None], encoding), posed,
                                               encoding.anchors[0]))
-        return {**result, "occupancy": occupancy.reshape(-1), "points": points[0]}
+        in_box = self.field.part_boxes(points, encoding)[1][0].any(0)  # the published `~all_out`
+        return {**result, "occupancy": occupancy.reshape(-1), "points": points[0], "in_box": in_box}
 
     def surface_albedo(self, origin: Tensor, directions: Tensor, totals: dict[str, Tensor], background: Tensor,
                        nearest, posed: MANOOutput, anchors: Tensor) -> dict[str, Tensor]:
@@ -380,7 +381,8 @@ class HandAvatar(nn.Module):
 
         Returns:
             'rgb', 'albedo' (P, h, w, 3); 'shading', 'depth' (P, h, w, 1); 'alpha' (P, h, w); 'occupancy' (N,)
-            and 'points' (N, 3) of the N samples the renderer evaluated (see `render_rays`); and 'posed'.
+            and 'points' (N, 3) of the N samples the renderer evaluated (see `render_rays`; the reference renderer
+            adds 'in_box' (N,), the samples inside some part box); and 'posed'.
         """
         posed = self.pose(sample["global_orient"][None], sample["hand_pose"][None])
         encoding = self.field.encode(posed.vertices, posed.joints, posed.full_pose)
@@ -407,5 +409,7 @@ class HandAvatar(nn.Module):
                 outputs[name] = outputs[name].index_put((mask,), torch.cat([p[name] for p in parts]))
         for name, empty in (("occupancy", (0,)), ("points", (0, 3))):  # for the 3D occupancy loss
             outputs[name] = torch.cat([p[name] for p in parts]) if parts else background.new_zeros(empty)
+        if parts and "in_box" in parts[0]:
+            outputs["in_box"] = torch.cat([p["in_box"] for p in parts])
         outputs["posed"] = posed
         return outputs
