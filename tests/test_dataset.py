@@ -142,6 +142,21 @@ def test_published_targets_are_the_warped_composite(config):
         InterHandDataset(replace(config, target="raw"))
 
 
+def test_a_subject_trains_on_every_camera_unless_one_is_named(config):
+    """As the published loader (a substring match of '<CaptureN>/<SEQ>/' on the file names): a subject without a
+    camera takes every annotated image of the sequence from all cameras; '/cam<id>' restricts it to one."""
+    import json
+    from segment.interhand import annotation_path
+    images = json.loads(annotation_path(config.root, "test", "data").read_text())["images"]
+    wanted = {(i["camera"], i["frame_idx"]) for i in images if i["seq_name"] == "ROM04_RT_Occlusion"}
+    cameras = sorted({c for c, _ in wanted})
+    assert len(cameras) == 2
+    every = InterHandDataset(replace(config, mode="image")).cache
+    assert {(str(c), int(f)) for c, f in zip(every.camera, every.frame_idx)} == wanted
+    one = InterHandDataset(replace(config, mode="image", subject=f"{config.subject}/cam{cameras[0]}")).cache
+    assert {str(c) for c in one.camera} == {cameras[0]} and len(one.camera) == len(wanted) // 2
+
+
 def test_loader_with_workers_and_distributed_sampler(config):
     dataset = InterHandDataset(config)
     shards = [list(DistributedSampler(dataset, num_replicas=2, rank=r, shuffle=False)) for r in range(2)]
