@@ -28,7 +28,7 @@ from tqdm import tqdm
 import smplx
 from smplx.model_file import HandModelData
 from smplx.utils.cli import UserError
-from smplx.utils.fileio import atomic_write
+from smplx.utils.fileio import atomic_write, remove_stale_temporaries
 from smplx.hand_pose import build_pose_prior, prior_poses
 from segment.annotations import BORDER_PX
 from segment.interhand import (DATA_FOLDER, HAND_TYPES, IMAGE_TREE, MANO_TO_INTERHAND, MASK_TREE, annotation_path,
@@ -295,6 +295,7 @@ def _prepare_output(out: Path, settings: CaptureSettings, overwrite: bool) -> No
     except OSError as error:
         raise SyntheticCaptureError(f"cannot write to the output folder {out}: {error.strerror or error}; choose "
                                     "another --out") from error
+    remove_stale_temporaries(out, tree=True)  # of the writes of an interrupted run
     manifest = out / "capture.json"
     if not manifest.exists():
         return

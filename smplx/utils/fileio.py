@@ -46,13 +46,15 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
-def remove_stale_temporaries(path: str | Path) -> list[Path]:
+def remove_stale_temporaries(path: str | Path, *, tree: bool = False) -> list[Path]:
     """Remove the temporary files that `atomic_write` left next to `path` in processes that were killed while
-    writing it (`.<name>.<pid>.tmp` of a pid no longer running); returns them."""
+    writing it (`.<name>.<pid>.tmp` of a pid no longer running); with `tree`, those of every file anywhere under
+    the folder `path`. Returns them."""
     path, removed = Path(path), []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
-        if not pid.isdigit() or int(pid) == os.getpid():
+    candidates = path.rglob(".*.tmp") if tree else path.parent.glob(f".{path.name}.*.tmp")
+    for tmp in candidates:
+        pid = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid() or not tree and tmp.name != f".{path.name}.{pid}.tmp":
             continue
         try:
             os.kill(int(pid), 0)
