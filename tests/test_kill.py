@@ -6,6 +6,7 @@ project's atomic writer to kill its own process at the n-th checkpoint (see `_KI
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,7 +143,8 @@ def test_pairof_pretraining_survives_kills(tmp_path):
 @pytest.mark.kill
 def test_avatar_training_survives_kills(synthetic_capture, tmp_path):
     train_tiny_pairof(tmp_path)
-    common = ["handavatar.train", f"out_root={tmp_path / 'runs'}", f"data.root={synthetic_capture}",
+    shutil.copytree(synthetic_capture, tmp_path / "capture")  # the trainer writes its annotation cache there
+    common = ["handavatar.train", f"out_root={tmp_path / 'runs'}", f"data.root={tmp_path / 'capture'}",
               "smpl_cfg.model_path=open_hand", "smpl_cfg.levels=1", "smpl_cfg.lbs_weights=",
               f"smpl_cfg.pairof={tmp_path / 'field' / 'pairof.ckpt'}", "N_samples=4", "patch.size=4",
               "network.code_dim=8", "train.accum_iter=2", "train.save_every=2", "train.log_every=1",

@@ -3,6 +3,7 @@ Möller-Trumbore against every triangle in float64 instead of Embree), its rende
 colour, a colour linear in position) and a point-in-triangle rasteriser, and its cached report."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -25,9 +26,11 @@ def _config(root, *overrides):
 
 
 @pytest.fixture(scope="module")
-def capture(synthetic_capture):
-    config = _config(synthetic_capture)
-    layer = hand_layer(synthetic_capture, "open_hand", hand="right", levels=0)
+def capture(synthetic_capture, tmp_path_factory):
+    root = tmp_path_factory.mktemp("baseline") / "capture"
+    shutil.copytree(synthetic_capture, root)  # the datasets write their annotation caches into it
+    config = _config(root)
+    layer = hand_layer(root, "open_hand", hand="right", levels=0)
     return config, layer, layer.output_faces.numpy()
 
 
