@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install video-install viewer test mutation demo pose-demo bench clean
+.PHONY: install video-install viewer test test-kill mutation demo pose-demo bench clean
 
 install: $(VENV)/.installed
 
@@ -33,7 +33,12 @@ viewer/dist/viewer.js: viewer/package.json viewer/package-lock.json viewer/src/v
 	cd viewer && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not kill" tests
+
+# The kill tests (tests/test_kill.py: trainers and the synthetic capture killed with SIGKILL and rerun; ~1.5 min on
+# 2 cores): CI runs them after `make test`.
+test-kill: install
+	$(PY) -m pytest -q -m kill tests
 
 # Mutation testing of the core math (pyproject.toml [tool.mutmut]; not in CI: hours on 2 cores). Resumable: a rerun
 # tests only the mutants not yet tested and the functions changed since. Lists the surviving mutants at the end;
