@@ -106,7 +106,7 @@ def load_avatar(config: AvatarConfig, device: torch.device) -> tuple[HandAvatar,
                          f"config of handavatar.train, found {found}")
     saved = json.loads(state["config"]).get("network", {}) if state.get("config") else {}
     if saved.get("albedo_at", "samples") != config.network.albedo_at:  # same tensors, another picture
-        raise ValueError(f"checkpoint {path} was trained with network.albedo_at={saved.get('albedo_at', 'samples')}, "
+        raise InputError(f"checkpoint {path} was trained with network.albedo_at={saved.get('albedo_at', 'samples')}, "
                          f"this config says {config.network.albedo_at}: render with the config it was trained with "
                          "(config.yaml beside it) or set network.albedo_at")
     avatar = build_avatar(config, device)

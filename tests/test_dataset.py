@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from smplx.utils.cli import InputError
 from handavatar.data import DataConfig, InterHandDataset
 from handavatar.data.crop import crop_intrinsics, crop_transform, warp
 from handavatar.data.rays import box_hit_mask, pixel_directions, ray_box_intersection
@@ -175,6 +176,10 @@ def test_a_frame_that_breaks_after_caching_is_skipped(config, root, tmp_path, ca
     tree_path(copy, "images", "test", str(dataset.cache.keys[1]).split("/", 1)[1]).unlink()
     sample = dataset[1]
     assert sample["index"] == 2 and "missing image" in caplog.text
+    for key in dataset.cache.keys:  # none left: a user error naming the subject, not a crash
+        tree_path(copy, "images", "test", str(key).split("/", 1)[1]).unlink(missing_ok=True)
+    with pytest.raises(InputError, match="no frame of test/Capture0/ROM04_RT_Occlusion could be read"):
+        dataset[0]
 
 
 def test_bad_settings_are_named(config):

@@ -115,7 +115,9 @@ class InterHandDataset(Dataset):
                     _log.warning("skipping frame %s: %s", self.cache.keys[i], error)
                 continue
             return self._sample(i, rgb, mask)
-        raise RuntimeError(f"no frame of {self.config.subject} could be read (see the warnings above)")
+        raise InputError(f"no frame of {self.config.subject} could be read (see the warnings above): its images or "
+                         "masks are missing or damaged: restore them, or rebuild the cache with segment.preprocess, "
+                         "which leaves unreadable frames out")
 
     def _sample(self, i: int, rgb: np.ndarray, mask: np.ndarray) -> dict:
         cfg, cache = self.config, self.cache
