@@ -240,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         runner.run(start=args.start, only=args.only, force=args.force)
     except StageFailed as error:
+        if error.status == 2:  # the stage's own one-line user error is above: say where, keep the contract
+            print(f"error: stage {error.stage!r} stopped on the error above (log: {STATE_DIR}/logs/{error.stage}.log); "
+                  "fix it and run again: stages before it are kept, and this one resumes", file=sys.stderr)
+            return 2
         print(f"\ndemo stopped: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as error:

@@ -81,9 +81,9 @@ class StageFailed(RuntimeError):
     """A stage's command failed, or finished without writing its outputs; the message names the stage, the command
     and the log, and says that the next run resumes there."""
 
-    def __init__(self, stage: str, message: str):
+    def __init__(self, stage: str, message: str, status: int | None = None):
         super().__init__(message)
-        self.stage = stage
+        self.stage, self.status = stage, status  # the command's exit status (None: it wrote no outputs)
 
 
 class _Interrupted(Exception):
@@ -289,7 +289,7 @@ class StageRunner:
             what = f"exited with status {code}" if code != 0 else f"finished without writing {', '.join(missing)}"
             raise StageFailed(stage.name, f"stage {stage.name!r} {what}.\n  command: {shown}\n  log: {log}\n"
                                           "Fix the cause and run again: stages before it are kept, and this one "
-                                          "resumes.")
+                                          "resumes.", status=code if code != 0 else None)
         self._write_stamp(stage, state="done", inputs=inputs, seconds=round(seconds, 2),
                           outputs={p: self.path_hash(p) for p in stage.outputs})
         return seconds

@@ -103,6 +103,7 @@ def test_failed_stage_stops_with_its_command_and_log_and_the_next_run_resumes_it
         runner.run()
     message = str(failure.value)
     assert "'b' exited with status 3" in message and "python -c" in message and "out/demo/logs/b.log" in message
+    assert (failure.value.stage, failure.value.status) == ("b", 3)
     assert "b: something went wrong" in (workdir / "out/demo/logs/b.log").read_text()
     summary = json.loads((workdir / "out/demo/summary.json").read_text())
     assert [s["status"] for s in summary["stages"]] == ["ran", "failed", "not run"] and not summary["finished"]
@@ -193,3 +194,20 @@ def test_killed_run_resumes_the_stage_it_was_in(workdir):
     assert json.loads((workdir / "out/demo/stamps/slow.json").read_text())["state"] == "running"
     subprocess.run([sys.executable, "-c", script], check=True, timeout=20, cwd=REPOSITORY)
     assert (workdir / "slow.txt").read_text() == "resumed"
+
+
+def test_a_stage_stopped_by_a_user_error_ends_the_demo_with_one_error_line_and_status_2(monkeypatch, capsys):
+    """A stage whose command exits 2 (its own `error:` line printed above) ends the demo with status 2 and one more
+    `error:` line naming the stage and its log; another failure keeps the longer message and status 1."""
+    import handavatar.demo as demo
+    for status, expected in ((2, 2), (1, 1)):
+        def failing(self, **kwargs):
+            raise StageFailed("masks", f"stage 'masks' exited with status {status}.", status=status)
+        monkeypatch.setattr(demo.StageRunner, "run", failing)
+        assert demo.main([]) == expected
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        if status == 2:
+            assert len(errors) == 1 and errors[0].startswith("error: stage 'masks'") and "out/demo/logs/masks.log" \
+                in errors[0]
+        else:
+            assert errors[0].startswith("demo stopped: stage 'masks' exited with status 1")
