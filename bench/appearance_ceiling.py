@@ -40,12 +40,12 @@ from smplx.utils.config import ConfigError, load_config
 from smplx.utils.raycast import EmbreeMesh
 from pairof import PairOF
 from handavatar.baseline import fit_vertex_colours, hand_layer, pose_meshes, render_vertex_colours, training_crops
-from handavatar.data import DataConfig, InterHandDataset
+from handavatar.data import InterHandDataset
 from handavatar.lpips import load_lpips
 from handavatar.metrics import frame_metrics, psnr
 from handavatar.model.albedo import AlbedoField
 from handavatar.render.anchors import AnchorIndex
-from handavatar.config import DEFAULTS, AvatarConfig
+from handavatar.config import DEFAULTS, AvatarConfig, data_config
 from handavatar.validate import evaluation_dataset, layer_errors
 
 _LPIPS = load_lpips("", "")  # ST-LPIPS, as the demo's validation
@@ -162,12 +162,7 @@ def fit_field(config, train: dict, evaluation: InterHandDataset, held: dict, anc
 
 def coverage(config, layer, table, anchors: int) -> dict[str, float]:
     """How many of train.maxiter patch iterations see each anchor (see the module docstring)."""
-    d, p = config.data, config.patch
-    dataset = InterHandDataset(DataConfig(root=d.root, subject=d.subject, hand=d.hand, model=config.smpl_cfg.model_path,
-                                          mode="patch", resolution=d.resolution, crop_scale=d.crop_scale,
-                                          bbox_offset=d.bbox_offset, box_padding=d.box_padding, n_patches=p.N_patches,
-                                          patch_size=p.size, sample_subject_ratio=p.sample_subject_ratio,
-                                          skip=d.skip, max_frames=d.max_frames))
+    dataset = InterHandDataset(data_config(config, "train"))
     torch.manual_seed(config.seed)
     order = torch.cat([torch.randperm(len(dataset)) for _ in range(config.train.maxiter // len(dataset) + 1)])
     seen = np.zeros(anchors, np.int64)

@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from smplx.utils.fileio import atomic_write
 from handavatar.baseline.texture import VertexColours, hand_layer, pose_meshes, render_vertex_colours
-from handavatar.data import DataConfig, InterHandDataset, to_tensors
+from handavatar.config import data_config
+from handavatar.data import InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS
 from handavatar.metrics import frame_metrics
 
@@ -35,11 +36,7 @@ BASELINE_METRICS = ("psnr", "ssim", "psnr_masked", "ssim_masked", "lpips")  # th
 def training_crops(config, *, layers: bool = False) -> InterHandDataset:
     """The training subject's frames (`data.skip`, `data.max_frames`) as whole crops on black, as the avatar's
     patches are cut from them; with `layers`, also a synthetic capture's ground-truth albedo and shading."""
-    d = config.data
-    return InterHandDataset(DataConfig(root=d.root, subject=d.subject, hand=d.hand, model=config.smpl_cfg.model_path,
-                                       mode="image", resolution=d.resolution, crop_scale=d.crop_scale,
-                                       bbox_offset=d.bbox_offset, box_padding=d.box_padding, background="black",
-                                       skip=d.skip, max_frames=d.max_frames, layers=layers))
+    return InterHandDataset(data_config(config, "train", mode="image", background="black", layers=layers))
 
 
 def _pose(layer, sample: dict) -> np.ndarray:
