@@ -54,6 +54,7 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
 
 _HINTS = {"hand.": "smpl_cfg.model_path, smpl_cfg.levels, data.hand", "field.": "smpl_cfg.pairof, smpl_cfg.levels",
           "deformer.": "network.deformer, smpl_cfg.levels", "albedo.": "network.code_dim, smpl_cfg.pairof",
+          "texture.": "network.albedo_at, smpl_cfg.levels",
           "anchor_embedding": "network.anchor_levels, smpl_cfg.pairof",
           "shading.": "network.shading, network.shading_normal, network.anchor_levels"}
 """State-dict prefixes -> the config keys that decide those tensors' shapes."""

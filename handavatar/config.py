@@ -64,8 +64,12 @@ class NetworkSection:
     anchor_levels: NonNegInt  # positional-encoding frequencies of the anchor positions
     # samples: the albedo at every ray sample, composited (published); surface: once per ray, at its expected
     # surface point (compositing-weighted depth), times the composited shading; plane: as surface, the point moved
-    # along its ray onto the plane of its nearest posed anchor's face (not in the paper)
-    albedo_at: Literal["samples", "surface", "plane"]
+    # along its ray onto the plane of its nearest posed anchor's face; mesh: as surface, from a texture on MANO-HD's
+    # vertices, interpolated where the ray meets the posed mesh (not in the paper)
+    albedo_at: Literal["samples", "surface", "plane", "mesh"]
+    # albedo_at mesh: the texture's first colours: the training images unprojected onto the posed meshes (the
+    # textured-mesh baseline's per-vertex colours), or grey
+    texture_init: Literal["images", "grey"]
 
 
 @dataclass

@@ -32,6 +32,7 @@ from smplx.utils.cli import cli_main
 from smplx.utils.config import ConfigError, config_to_dict, parse_config_command, resolve_device
 from smplx.utils.training import RunFolder
 from smplx.utils.inside import winding_numbers
+from handavatar.baseline.evaluate import image_colours
 from handavatar.checkpoint import build_avatar, load_avatar
 from handavatar.config import DEFAULTS, AvatarConfig, LossWeights, TrainSection, data_config
 from handavatar.data import InterHandDataset, to_tensors
@@ -138,6 +139,8 @@ def train(config: AvatarConfig) -> Path:
         start, seconds = int(state["iter"]), float(state.get("seconds", 0.0))
         if group.main:
             print(f"resuming {latest} at iteration {start}")
+    elif avatar.texture is not None and config.network.texture_init == "images":
+        avatar.texture.initialise(image_colours(config, progress=group.main))
     average = WeightAverage(avatar, config.train.ema) if config.train.ema else None
     if average is not None and state is not None and "trained_network" in state:
         average.model.load_state_dict(state["network"])

@@ -358,7 +358,7 @@ def test_shading_normal_input(parts):
 
 @pytest.mark.parametrize("sampling, group, shading, albedo_at", [
     ("box", 3, True, "surface"), ("parts", 8, True, "surface"), ("parts", 3, False, "surface"),
-    ("box", 3, True, "plane"), ("parts", 8, False, "plane")])
+    ("box", 3, True, "plane"), ("parts", 8, False, "plane"), ("parts", 8, True, "mesh"), ("box", 3, False, "mesh")])
 def test_fast_renderer_draws_what_the_reference_draws_with_the_albedo_at_the_surface(parts, sampling, group, shading,
                                                                                       albedo_at):
     """network.albedo_at 'surface' and 'plane': both renderers composite the shading and depth and look the albedo
@@ -370,7 +370,8 @@ def test_fast_renderer_draws_what_the_reference_draws_with_the_albedo_at_the_sur
     # atol: the deformer's last bias sums float32 terms up to ~0.3 (its weight's gradient) that cancel to ~1e-6; the
     # two renderers sum them in other orders
     _fast_and_reference(sample, fast, reference, atol_grad=1e-5)
-    assert fast.albedo.codes.grad.abs().sum() > 0
+    learns = fast.texture.logits if albedo_at == "mesh" else fast.albedo.codes
+    assert learns.grad.abs().sum() > 0
 
 
 def _albedo_one_point_by_hand(avatar, point, anchors):
@@ -395,17 +396,55 @@ def _onto_plane_by_hand(point, direction, anchor, normal):
     return point + d * (((anchor - point) @ normal) / (d @ normal))
 
 
-@pytest.mark.parametrize("albedo_at", ["surface", "plane"])
+def _first_hit_by_hand(origin, direction, vertices, faces):
+    """(t, face, barycentrics) of the ray's first hit among all triangles (Moller-Trumbore, float64), or None."""
+    o, d = origin.double(), direction.double()
+    a, b, c = (vertices.double()[faces[:, i]] for i in range(3))
+    e1, e2 = b - a, c - a
+    p = torch.linalg.cross(d.expand_as(e2), e2, dim=-1)
+    det = (e1 * p).sum(-1)
+    ok = det.abs() > 1e-12
+    inv = 1 / torch.where(ok, det, torch.ones_like(det))
+    s = o - a
+    u = (s * p).sum(-1) * inv
+    q = torch.linalg.cross(s, e1, dim=-1)
+    v = (d * q).sum(-1) * inv
+    t = (e2 * q).sum(-1) * inv
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+    if not hit.any():
+        return None
+    f = int(torch.argmin(torch.where(hit, t, torch.full_like(t, float("inf")))))
+    return float(t[f]), f, torch.stack([1 - u[f] - v[f], u[f], v[f]])
+
+
+def _mesh_albedo_by_hand(avatar, origin, direction, point, vertices):
+    """albedo_at 'mesh' by hand: the ray's first hit on the posed mesh when it lies within mesh_reach of the point
+    along the ray (its vertices' colours, barycentrically), else the colour of the point's nearest vertex; and
+    whether the hit was used."""
+    faces = avatar.hand.output_faces
+    colours = torch.sigmoid(avatar.texture.logits)
+    first = _first_hit_by_hand(origin, direction, vertices, faces)
+    along = float((point - origin) @ direction / (direction @ direction))
+    if first is not None and abs(first[0] - along) * float(direction.norm()) <= avatar.mesh_reach:
+        return (first[2][:, None].float() * colours[faces[first[1]]]).sum(0), True
+    return colours[int(torch.argmin((vertices - point).norm(dim=-1)))], False
+
+
+@pytest.mark.parametrize("albedo_at", ["surface", "plane", "mesh"])
 def test_albedo_at_the_surface_matches_a_per_ray_loop(parts, albedo_at):
     """The fast renderer's albedo_at 'surface' (and 'plane') against a slow reference written ray by ray: the
     published renderer (albedo at the samples) gives each ray's composited shading, depth and alpha; the loop then
     takes the point o + d depth / alpha ('plane': moved along the ray onto the plane of its nearest anchor's face,
     the normal from the face's corners by hand), its nearest anchors among all of them, and the field written out
-    by hand."""
+    by hand ('mesh': the texture at the ray's first hit on the posed mesh by Moller-Trumbore, or at the nearest
+    vertex, with random vertex colours)."""
     hand, sample = parts
     surface = _avatar(hand, tolerance=0.0, albedo_at=albedo_at)
     published = _avatar(hand, renderer="reference")
-    published.load_state_dict(surface.state_dict())
+    if albedo_at == "mesh":
+        with torch.no_grad():
+            surface.texture.logits.normal_(generator=torch.Generator().manual_seed(1))
+    published.load_state_dict(surface.state_dict(), strict=albedo_at != "mesh")
     origin, directions, near, far, posed, encoding, background = _rays(surface, sample)
     directions = torch.cat([directions, -directions[:5]])  # and 5 rays that look away from the hand
     near, far = torch.cat([near, near[:5]]), torch.cat([far, far[:5]])
@@ -413,7 +452,7 @@ def test_albedo_at_the_surface_matches_a_per_ray_loop(parts, albedo_at):
         fast = surface.render_rays(origin, directions, near, far, posed, encoding, background)
         every = published.render_rays(origin, directions, near, far, posed, encoding, background)
         anchors = encoding.anchors[0]
-        rgb, albedo = [], []
+        rgb, albedo, used_hit = [], [], []
         for r in range(directions.shape[0]):
             alpha = every["alpha"][r]
             colour = torch.zeros(3)
@@ -424,7 +463,11 @@ def test_albedo_at_the_surface_matches_a_per_ray_loop(parts, albedo_at):
                     a, b, c = posed.vertices[0][surface.field.faces[surface.field.anchor_faces[first]]]
                     normal = torch.linalg.cross(b - a, c - a)
                     point = _onto_plane_by_hand(point, directions[r], anchors[first], normal / normal.norm())
-                colour = _albedo_one_point_by_hand(surface, point, anchors)
+                if albedo_at == "mesh":
+                    colour, used = _mesh_albedo_by_hand(surface, origin, directions[r], point, posed.vertices[0])
+                    used_hit.append(used)
+                else:
+                    colour = _albedo_one_point_by_hand(surface, point, anchors)
             rgb.append(colour * every["shading"][r] + (1 - alpha) * background)
             albedo.append(alpha * colour + (1 - alpha) * background)
     hit = every["alpha"] > 0
@@ -434,6 +477,8 @@ def test_albedo_at_the_surface_matches_a_per_ray_loop(parts, albedo_at):
     torch.testing.assert_close(fast["rgb"], torch.stack(rgb), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast["albedo"], torch.stack(albedo), rtol=1e-5, atol=1e-6)
     assert (fast["albedo"][hit] - every["albedo"][hit]).abs().max() > 1e-3  # not the published per-sample blend
+    if albedo_at == "mesh":  # rays whose hit lies near their surface point, and rays that take the nearest vertex
+        assert 0 < sum(used_hit) < len(used_hit)
     with pytest.raises(ValueError, match="albedo_at 'texture'"):
         _avatar(hand, albedo_at="texture")
 
@@ -495,3 +540,21 @@ def test_parameter_groups_are_by_module(parts):
     frozen = {id(p) for encoder in (avatar.field.part_encoder, avatar.field.local_encoder) for p in encoder.parameters()}
     assert frozen and not frozen & set(ids)
     assert _avatar(hand, shading=False).parameter_groups()["shading"] == []
+
+
+def test_vertex_texture_interpolates_its_colours_and_checks_what_it_is_given():
+    """VertexTexture: initialise sets the colours (clamped where the sigmoid still moves), the lookup is the
+    barycentric blend of its vertices' colours, and colours of the wrong shape or with NaN are refused."""
+    from handavatar.model.texture import VertexTexture
+
+    texture = VertexTexture(4)
+    colours = torch.tensor([[0.0, 0.5, 1.0], [0.2, 0.3, 0.4], [0.9, 0.1, 0.5], [0.6, 0.6, 0.6]])
+    texture.initialise(colours)
+    torch.testing.assert_close(texture.colours(), colours.clamp(0.02, 0.98))
+    ids, weights = torch.tensor([[0, 1, 2], [3, 3, 3]]), torch.tensor([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
+    expected = torch.stack([0.2 * texture.colours()[0] + 0.3 * colours[1] + 0.5 * colours[2], colours[3]])
+    torch.testing.assert_close(texture(ids, weights), expected)
+    with pytest.raises(ValueError, match=r"colours of shape \(3, 3\) for a texture of \(4, 3\)"):
+        texture.initialise(colours[:3])
+    with pytest.raises(ValueError, match="NaN"):
+        texture.initialise(colours.clone().fill_(float("nan")))

@@ -168,6 +168,10 @@ def export_authors(config: AvatarConfig, out: str | Path, *, lbs_weights: str | 
     paths = replace(config.smpl_cfg, lbs_weights=str(lbs_weights), pairof=str(pairof))
     model, _, iteration = load_avatar(replace(config, smpl_cfg=paths, run=replace(config.run, ckpt=str(avatar))),
                                       torch.device("cpu"))
+    if model.texture is not None:
+        raise InputError(f"{avatar} keeps its albedo in a vertex texture (network.albedo_at=mesh): the authors' "
+                         "Network has only the anchor-code albedo field, so this avatar has no equivalent in their "
+                         "layout (lbs_weights.pth and pairof.ckpt were written)")
     written["avatar"] = _save(out / "latest.tar", {
         "iter": iteration, "network": avatar_to_authors(model, extended_dist=extended_dist),
         "optimizer": {"state": {}, "param_groups": []}})

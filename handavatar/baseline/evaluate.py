@@ -27,7 +27,8 @@ from handavatar.data import InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS
 from handavatar.metrics import frame_metrics
 
-__all__ = ["texture_baseline", "fit_vertex_colours", "training_crops", "BASELINE_VERSION", "BASELINE_METRICS"]
+__all__ = ["texture_baseline", "fit_vertex_colours", "image_colours", "baseline_layer", "training_crops",
+           "BASELINE_VERSION", "BASELINE_METRICS"]
 
 BASELINE_VERSION = 1  # part of the fingerprint: raise it when the method changes
 BASELINE_METRICS = ("psnr", "ssim", "psnr_masked", "ssim_masked", "lpips")  # the means its summary reports
@@ -55,6 +56,19 @@ def fit_vertex_colours(layer, dataset: InterHandDataset, *, target: str = "targe
         colours.add_frame(_pose(layer, sample), faces, sample["Th"], sample["K"], sample[target][0],
                           sample["target_alpha"][0] > 0)
     return colours
+
+
+def baseline_layer(config):
+    """MANO-HD of the config (`smpl_cfg`) for the capture's annotations (`data.root`, `data.hand`), float64."""
+    cfg, d = config.smpl_cfg, config.data
+    return hand_layer(d.root, cfg.model_path, hand=d.hand, levels=cfg.levels, lbs_weights=cfg.lbs_weights)
+
+
+def image_colours(config, *, progress: bool = True) -> np.ndarray:
+    """(V, 3) the baseline's texture: the training crops unprojected onto the posed MANO-HD, one colour per vertex
+    (vertices no frame saw take their neighbours'); the avatar's `network.texture_init: images`."""
+    layer = baseline_layer(config)
+    return fit_vertex_colours(layer, training_crops(config), progress=progress).filled(layer.output_faces.numpy())
 
 
 def _fingerprint(config, train: InterHandDataset, evaluation: InterHandDataset, supersample: int, lpips: LPIPS
@@ -90,8 +104,8 @@ def texture_baseline(config, dataset: InterHandDataset, lpips: LPIPS, out_dir: P
         cached = json.loads(path.read_text())
         if cached.get("fingerprint") == key:
             return cached
-    cfg, d = config.smpl_cfg, config.data
-    layer = hand_layer(d.root, cfg.model_path, hand=d.hand, levels=cfg.levels, lbs_weights=cfg.lbs_weights)
+    d = config.data
+    layer = baseline_layer(config)
     faces = layer.output_faces.numpy()
     start = time.perf_counter()
     colours = fit_vertex_colours(layer, train, progress=progress)

@@ -7,7 +7,8 @@ albedo field and SelF's shading at every ray sample, composited front to back.
 
 Each branch can be switched off for ablations: without the deformer the template is used as is; without SelF the
 shading is 1 (colour = albedo). With `albedo_at='surface'` (not in the paper) the albedo is looked up once per ray,
-at its expected surface point, instead of at every sample (`handavatar.render.surface`).
+at its expected surface point, instead of at every sample (`handavatar.render.surface`); with `albedo_at='mesh'`,
+in a texture on MANO-HD's vertices where the ray meets the posed mesh (`handavatar.model.texture`).
 
 Two renderers draw the same samples: 'reference', the naive published one (every sample, every part pair, every
 anchor), and 'fast' (the default), which leaves out the work that cannot change the picture (see `_march`).
@@ -27,15 +28,16 @@ from handavatar.model.albedo import AlbedoField, blend_anchors
 from handavatar.model.deformer import Deformer
 from handavatar.model.embedder import positional_encoding
 from handavatar.model.shading import SelF
+from handavatar.model.texture import VertexTexture
 from handavatar.render.anchors import AnchorIndex
 from handavatar.render.boxes import part_box_intervals, sample_in_intervals
-from handavatar.render.surface import composite_surface_albedo, onto_anchor_planes
+from handavatar.render.surface import composite_surface_albedo, mesh_lookup, onto_anchor_planes
 from handavatar.render.volume import composite, sample_depths
 
 __all__ = ["HandAvatar", "RENDERERS", "ALBEDO_AT"]
 
 RENDERERS = ("fast", "reference")
-ALBEDO_AT = ("samples", "surface", "plane")
+ALBEDO_AT = ("samples", "surface", "plane", "mesh")
 
 
 class HandAvatar(nn.Module):
@@ -53,7 +55,9 @@ class HandAvatar(nn.Module):
         albedo_at: 'samples': the albedo at every ray sample, composited (published); 'surface': once per ray, at
             the ray's expected surface point, times the composited shading (`handavatar.render.surface`);
             'plane': as 'surface', with the point moved along its ray onto the plane of its nearest posed anchor's
-            face.
+            face; 'mesh': as 'surface', the albedo from a texture on MANO-HD's vertices (`texture`, a
+            `VertexTexture`, instead of the albedo field), interpolated where the ray meets the posed mesh within
+            `mesh_reach` (dm) of that point (`mesh_lookup`).
         samples: samples per ray.
         sampling: 'box': evenly between near and far, where the ray crosses the posed hand's 3D box (published);
             'parts': evenly over the stretches of the ray inside the posed part boxes, the only places with
@@ -78,7 +82,7 @@ class HandAvatar(nn.Module):
                  albedo_at: str = "samples", samples: int = 64,
                  sampling: str = "box", renderer: str = "fast", group: int = 8, tolerance: float = 1e-3,
                  band: float | str = 0.0, band_margin: float = 0.03, band_min: float = 0.06,
-                 band_training: float = 0.1, band_pose_step: float = 30.0):
+                 band_training: float = 0.1, band_pose_step: float = 30.0, mesh_reach: float = 0.05):
         super().__init__()
         self.hand = hand.requires_grad_(False)
         self.field = field
@@ -86,7 +90,9 @@ class HandAvatar(nn.Module):
             encoder.requires_grad_(False)
         self.deformer = Deformer(hand.v_template, hand.j_regressor[4]) if deformer else None
         anchors = field.anchor_faces.shape[0]
-        self.albedo = AlbedoField(anchors=anchors, code_dim=code_dim)
+        self.albedo = AlbedoField(anchors=anchors, code_dim=code_dim) if albedo_at != "mesh" else None
+        self.texture = VertexTexture(hand.num_vertices) if albedo_at == "mesh" else None
+        self.mesh_reach = mesh_reach
         # the published anchor embedding: gamma_L(10 x canonical anchor relative to joint 4), i.e. of decimetres
         self.register_buffer("anchor_embedding", positional_encoding(10 * field.anchor_canonical, anchor_levels))
         self.shading = SelF(anchor_dim=self.anchor_embedding.shape[1], normal=shading_normal) if shading else None
@@ -261,11 +267,15 @@ class HandAvatar(nn.Module):
 
     def surface_albedo(self, origin: Tensor, directions: Tensor, totals: dict[str, Tensor], background: Tensor,
                        nearest, posed: MANOOutput, anchors: Tensor) -> dict[str, Tensor]:
-        """albedo_at 'surface' or 'plane': 'rgb' and 'albedo' (R, 3) of rays from their composited 'shading',
+        """albedo_at 'surface', 'plane' or 'mesh': 'rgb' and 'albedo' (R, 3) of rays from their composited 'shading',
         'depth' (R, 1) and 'alpha' (R,), with the albedo looked up once per ray at its expected surface point
-        ('plane': moved onto its nearest anchor's face plane); `nearest`: (H, 3) points -> their nearest posed
+        ('plane': moved onto its nearest anchor's face plane; 'mesh': the texture where the ray meets the posed
+        mesh); `nearest`: (H, 3) points -> their nearest posed
         anchors' distances and ids, (H, k) each (or (1, H, k)); `anchors`: (A, 3) the posed anchors."""
         def albedo_of(points: Tensor, directions: Tensor) -> Tensor:
+            if self.albedo_at == "mesh":
+                return self.texture(*mesh_lookup(origin, points, directions, posed.vertices[0],
+                                                 self.hand.output_faces, reach=self.mesh_reach))
             if self.albedo_at == "plane":
                 first = nearest(points)[1].reshape(points.shape[0], -1)[:, 0]
                 points = onto_anchor_planes(points, directions, anchors.detach()[first],
@@ -357,10 +367,11 @@ class HandAvatar(nn.Module):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """The trainable parameters by the module that holds them, for the optimiser's learning rates: 'avatar'
-        (everything not below: the albedo MLP, the deformer, any new module), 'albedo_codes' (the codebook),
+        (everything not below: the albedo MLP, the deformer, any new module), 'albedo_codes' (the codebook, or the
+        vertex texture of albedo_at 'mesh'),
         'shading' (SelF) and 'pairof_decoder' (PairOF's decoder; its encoders are frozen). Each trainable parameter
         is in exactly one group, in `parameters()` order within it."""
-        special = {"albedo_codes": [self.albedo.codes],
+        special = {"albedo_codes": [self.albedo.codes] if self.albedo is not None else [self.texture.logits],
                    "shading": list(self.shading.parameters()) if self.shading is not None else [],
                    "pairof_decoder": list(self.field.decoder.parameters())}
         taken = {id(p) for params in special.values() for p in params}

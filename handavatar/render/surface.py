@@ -20,17 +20,21 @@ Occupancy is used as opacity (no interval lengths): where the field is sharp, th
 takes nearly all the weight, so depth / alpha moves in steps of the sample spacing as the surface crosses the
 samples, and x_s with it, up to a spacing off the surface. `albedo_at: plane` takes x_s further, along its ray, onto
 the plane of the face of its nearest posed anchor (`onto_anchor_planes`), so that the lookup lands on the posed
-MANO-HD surface wherever that is locally flat.
+MANO-HD surface wherever that is locally flat. `albedo_at: mesh` looks the albedo up in a texture on the posed
+MANO-HD's vertices, where the ray meets that mesh near x_s (`mesh_lookup`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["expected_surface_points", "onto_anchor_planes", "composite_surface_albedo"]
+from smplx.utils.raycast import EmbreeMesh
+
+__all__ = ["expected_surface_points", "onto_anchor_planes", "mesh_lookup", "composite_surface_albedo"]
 
 
 def expected_surface_points(origin: Tensor, directions: Tensor, depth: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
@@ -74,6 +78,47 @@ def onto_anchor_planes(points: Tensor, directions: Tensor, anchors: Tensor, norm
     grazing = cosine.abs() < min_cosine
     along = torch.where(grazing, torch.ones_like(cosine), cosine)
     return torch.where(grazing, points + offset * normals, points + unit * offset / along)
+
+
+def mesh_lookup(origin: Tensor, points: Tensor, directions: Tensor, vertices: Tensor, faces: Tensor, *,
+                reach: float = 0.05, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+    """Where rays meet a triangle mesh near given points on them, as vertex ids and barycentric weights.
+
+    Each ray o + t d is cast from the origin (Embree, float32); where its first hit on the mesh lies within `reach`
+    of the ray's point (along the ray), the point takes the hit's face and barycentrics; elsewhere (the ray misses
+    the mesh, or first meets a part of it that the point is not on: PairOF's surface is not MANO-HD's), it takes
+    its nearest vertex, with weight 1.
+
+    Args:
+        origin: (3,) ray origin; points: (H, 3) points on the rays; directions: (H, 3) the rays' directions (any
+            length). Model frame, dm.
+        vertices: (V, 3) the posed mesh; faces: (F, 3) vertex indices.
+        reach: how far (dm) a hit may lie from the point along the ray.
+        chunk: points per nearest-vertex search.
+
+    Returns:
+        vertex_ids: (H, 3) int64; weights: (H, 3) barycentrics (rows sum to 1), on the points' device, detached.
+    """
+    device = points.device
+    start = origin.detach().expand_as(points).cpu().double().numpy()
+    ray = directions.detach().cpu().double().numpy()
+    mesh = EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())
+    face, bary, t = mesh.intersect(start, ray)
+    length = np.linalg.norm(ray, axis=1)
+    along = ((points.detach().cpu().double().numpy() - start) * ray).sum(1) / length ** 2  # the point's t
+    hit = (face >= 0) & (np.abs(t - along) * length <= reach)
+    faces_np = faces.cpu().numpy()
+    ids = np.zeros((len(face), 3), dtype=np.int64)
+    weights = np.zeros((len(face), 3))
+    ids[hit], weights[hit] = faces_np[face[hit]], bary[hit]
+    missed = np.flatnonzero(~hit)
+    if len(missed):
+        table = vertices.detach().to(points.dtype)
+        nearest = torch.cat([torch.cdist(points.detach()[torch.from_numpy(part).to(device)], table).argmin(1)
+                             for part in np.array_split(missed, -(-len(missed) // chunk))])
+        ids[missed] = nearest.cpu().numpy()[:, None]
+        weights[missed, 0] = 1.0
+    return torch.from_numpy(ids).to(device), torch.from_numpy(weights).to(device=device, dtype=points.dtype)
 
 
 def composite_surface_albedo(albedo_of: Callable[[Tensor, Tensor], Tensor], origin: Tensor, directions: Tensor,
