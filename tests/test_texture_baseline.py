@@ -202,7 +202,7 @@ def test_comparison_strip_rows_are_truth_baseline_avatar(capture, tmp_path):
     render from its colours.npz | the avatar's rgb; the avatar here is a stand-in that draws a constant 0.25."""
     from PIL import Image
     import torch
-    from handavatar.baseline.evaluate import _pose
+    from handavatar.baseline.evaluate import posed_vertices
     from handavatar.baseline.strip import comparison_strip, strip_frames
 
     class Constant:
@@ -225,7 +225,7 @@ def test_comparison_strip_rows_are_truth_baseline_avatar(capture, tmp_path):
     for row, index in enumerate([0, 3]):
         sample = dataset[index]
         tiles = strip[row * size:(row + 1) * size]
-        baseline = render_vertex_colours(_pose(layer, sample), table["faces"], table["colours"], sample["rays_o"],
+        baseline = render_vertex_colours(posed_vertices(layer, sample), table["faces"], table["colours"], sample["rays_o"],
                                          sample["K"], size, sample["bgcolor"], supersample=1).rgb
         np.testing.assert_allclose(tiles[:, :size], sample["target_rgb"][0], atol=0.5 / 255 + 1e-6)  # 8-bit PNG
         np.testing.assert_allclose(tiles[:, size:2 * size], np.clip(baseline, 0, 1), atol=0.5 / 255 + 1e-6)

@@ -28,7 +28,7 @@ from handavatar.lpips import LPIPS
 from handavatar.metrics import frame_metrics
 
 __all__ = ["texture_baseline", "fit_vertex_colours", "image_colours", "baseline_layer", "training_crops",
-           "BASELINE_VERSION", "BASELINE_METRICS"]
+           "posed_vertices", "BASELINE_VERSION", "BASELINE_METRICS"]
 
 BASELINE_VERSION = 1  # part of the fingerprint: raise it when the method changes
 BASELINE_METRICS = ("psnr", "ssim", "psnr_masked", "ssim_masked", "lpips")  # the means its summary reports
@@ -40,8 +40,8 @@ def training_crops(config, *, layers: bool = False) -> InterHandDataset:
     return InterHandDataset(data_config(config, "train", mode="image", background="black", layers=layers))
 
 
-def _pose(layer, sample: dict) -> np.ndarray:
-    """(V, 3) the posed mesh of a dataset sample, model frame, dm."""
+def posed_vertices(layer, sample: dict) -> np.ndarray:
+    """(V, 3) the posed mesh of a dataset sample (its 'global_orient', 'hand_pose' and 'betas'), model frame, dm."""
     return pose_meshes(layer, sample["global_orient"][None], sample["hand_pose"][None], sample["betas"][None])[0]
 
 
@@ -53,7 +53,7 @@ def fit_vertex_colours(layer, dataset: InterHandDataset, *, target: str = "targe
     colours = VertexColours.empty(layer.num_vertices)
     for index in tqdm(range(len(dataset)), desc="texture baseline: unprojecting", unit="frame", disable=not progress):
         sample = dataset[index]
-        colours.add_frame(_pose(layer, sample), faces, sample["Th"], sample["K"], sample[target][0],
+        colours.add_frame(posed_vertices(layer, sample), faces, sample["Th"], sample["K"], sample[target][0],
                           sample["target_alpha"][0] > 0)
     return colours
 
@@ -114,7 +114,7 @@ def texture_baseline(config, dataset: InterHandDataset, lpips: LPIPS, out_dir: P
     rows, tiles = [], []
     for index in tqdm(range(len(dataset)), desc="texture baseline: rendering", unit="frame", disable=not progress):
         sample = dataset[index]
-        shot = render_vertex_colours(_pose(layer, sample), faces, table, sample["rays_o"], sample["K"],
+        shot = render_vertex_colours(posed_vertices(layer, sample), faces, table, sample["rays_o"], sample["K"],
                                      d.resolution, sample["bgcolor"], supersample=supersample)
         rgb = torch.from_numpy(shot.rgb).float()
         rows.append({"key": sample["key"], **frame_metrics(rgb[None], to_tensors(sample), lpips)})

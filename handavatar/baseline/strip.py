@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from smplx.utils.fileio import atomic_write
-from handavatar.baseline.evaluate import _pose
+from handavatar.baseline.evaluate import posed_vertices
 from handavatar.baseline.texture import hand_layer, render_vertex_colours
 from handavatar.data import InterHandDataset, to_tensors
 
@@ -55,7 +55,7 @@ def comparison_strip(config, avatar, dataset: InterHandDataset, colours: Path, o
     with torch.no_grad():
         for index in strip_frames(len(dataset), frames):
             sample = dataset[index]
-            shot = render_vertex_colours(_pose(layer, sample), table["faces"], table["colours"], sample["rays_o"],
+            shot = render_vertex_colours(posed_vertices(layer, sample), table["faces"], table["colours"], sample["rays_o"],
                                          sample["K"], d.resolution, sample["bgcolor"], supersample=supersample)
             rendered = avatar.render(to_tensors(sample, device or "cpu"), chunk=config.chunk)["rgb"][0].float().cpu()
             rows.append(torch.cat([torch.from_numpy(sample["target_rgb"][0]).float(),
