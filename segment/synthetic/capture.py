@@ -17,7 +17,6 @@ import multiprocessing
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -31,25 +30,17 @@ from smplx.utils.cli import UserError
 from smplx.utils.fileio import atomic_write, remove_stale_temporaries
 from smplx.hand_pose import build_pose_prior, prior_poses
 from segment.annotations import BORDER_PX
-from segment.interhand import (DATA_FOLDER, HAND_TYPES, IMAGE_TREE, MANO_TO_INTERHAND, MASK_TREE, annotation_path,
-                               camera_matrix, hand_joints, image_file_name, tree_path)
+from segment.interhand import DATA_FOLDER, HAND_TYPES, annotation_path, camera_matrix, image_file_name
+from segment.synthetic.manifest import (DEPTH_UNIT_MM, SEQUENCES, PosedFrame, SyntheticCaptureError,
+                                        annotation_files, capture_manifest, frame_paths, preview_picture, write_json)
 from segment.synthetic.motion import make_motion
 from segment.synthetic.raytrace import Light, PinholeCamera, ShadingModel, render
 from segment.synthetic.skin import SKIN_TONES, SkinTexture
 
-__all__ = ["CaptureSettings", "SyntheticCaptureError", "make_capture", "read_manifest", "GROUND_TRUTH_TREES",
-           "SEQUENCES"]
+__all__ = ["CaptureSettings", "make_capture"]
 
-FORMAT_VERSION = 1
-SEQUENCES = (("ROM04_RT_Occlusion", "train"), ("ROM03_RT_No_Occlusion", "eval"))
-GROUND_TRUTH_TREES = ("albedo", "shading", "depth")  # plus "specular" when the specular term is on
-DEPTH_UNIT_MM = 0.1  # depth PNGs: uint16, camera z in units of 0.1 mm, 0 = background
 FIRST_FRAME = 10000  # frame_idx of the first training frame; InterHand's 5 fps frames are 6 apart
 FRAME_STEP = 6
-
-
-class SyntheticCaptureError(UserError):
-    """A setting or the output folder makes the capture impossible; raised before any rendering starts."""
 
 
 @dataclass(frozen=True)
@@ -100,17 +91,6 @@ class CaptureSettings:
                 raise SyntheticCaptureError(message)
 
 
-@dataclass
-class _Frame:
-    seq_name: str
-    frame_idx: int
-    vertices: np.ndarray  # (V, 3) world mm, sealed
-    joints: np.ndarray  # (21, 3) world mm, MANO order with fingertips
-    global_orient: np.ndarray  # (3,)
-    hand_pose: np.ndarray  # (45,) relative to the model's hands_mean, as NeuralAnnot stores it
-    trans: np.ndarray  # (3,) metres
-
-
 def _cameras(settings: CaptureSettings) -> list[tuple[str, PinholeCamera]]:
     """Cameras on an arc around the world origin (the hand's mean position), camera 0 straight in front of it."""
     K = camera_matrix((settings.focal, settings.focal), ((settings.width - 1) / 2, (settings.height - 1) / 2))
@@ -126,7 +106,7 @@ def _cameras(settings: CaptureSettings) -> list[tuple[str, PinholeCamera]]:
 
 
 def _pose_frames(settings: CaptureSettings, model: smplx.MANO, data: HandModelData
-                 ) -> tuple[list[_Frame], np.ndarray]:
+                 ) -> tuple[list[PosedFrame], np.ndarray]:
     """The posed world meshes of every frame of both sequences, and the subject's shape (betas); `data` holds the
     model's arrays (model.to_model_data())."""
     is_rhand = settings.hand == "right"
@@ -156,14 +136,14 @@ def _pose_frames(settings: CaptureSettings, model: smplx.MANO, data: HandModelDa
         vertices, joints = posed.vertices.double().numpy(), posed.joints.double().numpy()
         trans = motion.position / 1000 - joints.mean(1)  # metres
         for i in range(count):
-            out.append(_Frame(seq_name, first + FRAME_STEP * i, 1000 * (vertices[i] + trans[i]),
-                              1000 * (joints[i] + trans[i]), motion.global_orient[i],
-                              motion.hand_pose[i] - hands_mean, trans[i]))
+            out.append(PosedFrame(seq_name, first + FRAME_STEP * i, 1000 * (vertices[i] + trans[i]),
+                                  1000 * (joints[i] + trans[i]), motion.global_orient[i],
+                                  motion.hand_pose[i] - hands_mean, trans[i]))
         first += FRAME_STEP * (count + 100)
     return out, betas
 
 
-def _check_cameras(frames: list[_Frame], cameras: list[tuple[str, PinholeCamera]]) -> tuple[float, float]:
+def _check_cameras(frames: list[PosedFrame], cameras: list[tuple[str, PinholeCamera]]) -> tuple[float, float]:
     """Every frame in front of every camera and inside its image; returns the smallest and largest hand box (px)."""
     sizes = []
     for cam_id, cam in cameras:
@@ -183,51 +163,6 @@ def _check_cameras(frames: list[_Frame], cameras: list[tuple[str, PinholeCamera]
     return float(min(sizes)), float(max(sizes))
 
 
-def _bbox(vertices: np.ndarray, cam: PinholeCamera) -> list[float]:
-    """[x, y, w, h] px of the projected mesh."""
-    uv, _ = cam.project(vertices)
-    (x0, y0), (x1, y1) = uv.min(0), uv.max(0)
-    return [round(float(v), 4) for v in (x0, y0, x1 - x0, y1 - y0)]
-
-
-def _rounded(array, digits: int = 6) -> list:
-    return np.round(np.asarray(array, dtype=float), digits).tolist()
-
-
-def _annotations(settings: CaptureSettings, frames: list[_Frame], cameras, betas) -> dict[str, dict]:
-    """The four annotation files of the split, as InterHand2.6M writes them."""
-    hand = settings.hand
-    valid = np.zeros(42, dtype=int)
-    valid[hand_joints(hand)] = 1
-    images, annotations, joint_3d, mano = [], [], {}, {}
-    for f in frames:
-        for cam_id, cam in cameras:
-            index = len(images)
-            images.append({"id": index, "file_name": image_file_name(settings.capture, f.seq_name, cam_id,
-                                                                     f.frame_idx),
-                           "width": settings.width, "height": settings.height, "capture": settings.capture,
-                           "subject": settings.capture, "seq_name": f.seq_name, "camera": cam_id,
-                           "frame_idx": f.frame_idx})
-            annotations.append({"id": index, "image_id": index, "bbox": _bbox(f.vertices, cam),
-                                "joint_valid": [[int(v)] for v in valid], "hand_type": hand, "hand_type_valid": 1})
-        world = np.zeros((42, 3))
-        world[hand_joints(hand)] = f.joints[list(MANO_TO_INTERHAND)]
-        joint_3d[str(f.frame_idx)] = {"world_coord": _rounded(world, 4), "joint_valid": [[bool(v)] for v in valid],
-                                      "hand_type": hand, "hand_type_valid": True}
-        params = {"pose": _rounded(np.concatenate([f.global_orient, f.hand_pose]), 7), "shape": _rounded(betas, 7),
-                  "trans": _rounded(f.trans, 7)}
-        mano[str(f.frame_idx)] = {h: (params if h == hand else None) for h in ("right", "left")}
-    capture = str(settings.capture)
-    cams = {"campos": {}, "camrot": {}, "focal": {}, "princpt": {}}
-    for cam_id, cam in cameras:
-        cams["campos"][cam_id] = _rounded(cam.campos, 4)
-        cams["camrot"][cam_id] = _rounded(cam.camrot, 8)
-        cams["focal"][cam_id] = _rounded(cam.K[[0, 1], [0, 1]], 4)
-        cams["princpt"][cam_id] = _rounded(cam.K[[0, 1], [2, 2]], 4)
-    return {"data": {"images": images, "annotations": annotations}, "camera": {capture: cams},
-            "joint_3d": {capture: joint_3d}, "MANO_NeuralAnnot": {capture: mano}}
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Rendering, in worker processes
 
@@ -242,14 +177,6 @@ def _init_worker(state: dict) -> None:
 def _save_image(path: Path, array: np.ndarray, **options) -> None:
     image = Image.fromarray(array)
     atomic_write(path, lambda f: image.save(f, format="JPEG" if path.suffix == ".jpg" else "PNG", **options))
-
-
-def _frame_paths(root: Path, settings: CaptureSettings, file_name: str) -> dict[str, Path]:
-    trees = GROUND_TRUTH_TREES + (("specular",) if settings.specular > 0 else ())
-    paths = {"image": tree_path(root, IMAGE_TREE, settings.split, file_name),
-             "mask": tree_path(root, MASK_TREE, settings.split, file_name, ".png")}
-    paths.update({tree: tree_path(root, tree, settings.split, file_name, ".png") for tree in trees})
-    return paths
 
 
 def _render_task(task: tuple[np.ndarray, int, dict[str, Path]]) -> None:
@@ -314,80 +241,6 @@ def _prepare_output(out: Path, settings: CaptureSettings, overwrite: bool) -> No
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
-def read_manifest(root: str | Path) -> dict:
-    """The capture.json of a synthetic capture.
-
-    Raises:
-        SyntheticCaptureError: `root` holds no capture.json, or one that is not a capture manifest.
-    """
-    path = Path(root) / "capture.json"
-    if not path.is_file():
-        raise SyntheticCaptureError(f"{root} is not a synthetic capture: it has no capture.json; render one with "
-                                    "python -m segment.synthetic --out DIR")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SyntheticCaptureError(f"{path} cannot be read ({error}); render the capture again") from error
-    if not isinstance(manifest, dict) or not {"settings", "cameras"} <= set(manifest):
-        raise SyntheticCaptureError(f"{path} is not a capture manifest (no settings and cameras); render the capture "
-                                    "again")
-    return manifest
-
-
-def _write_json(path: Path, obj) -> None:
-    text = json.dumps(obj, indent=1).encode()
-    atomic_write(path, lambda f: f.write(text))
-
-
-def _manifest(settings: CaptureSettings, model: smplx.MANO, frames: list[_Frame], cameras, betas,
-              complete: bool) -> dict:
-    return {
-        "format_version": FORMAT_VERSION, "complete": complete, "settings": asdict(settings),
-        "model": {"source": model.source, "vertices": model.v_template.shape[0], "faces": len(model.faces)},
-        "subject": {"betas": _rounded(betas, 7), "skin": settings.skin},
-        "sequences": {name: {"role": role, "frames": [f.frame_idx for f in frames if f.seq_name == name]}
-                      for name, role in SEQUENCES},
-        "cameras": [cam_id for cam_id, _ in cameras],
-        "ground_truth": {"masks": f"{DATA_FOLDER}/{MASK_TREE}/", "trees": [f"{DATA_FOLDER}/{t}/" for t in (
-            GROUND_TRUTH_TREES + (("specular",) if settings.specular > 0 else ()))],
-            "image_formation": "image = coverage (albedo x shading + specular) + (1 - coverage) background; "
-                               "albedo sRGB-like encoded, shading = (ambient AO + diffuse visibility max(0, n.l)) "
-                               f"** (1/2.2), {settings.supersample}x{settings.supersample} rays per pixel",
-            "depth": f"uint16 PNG, camera z in units of {DEPTH_UNIT_MM} mm, 0 = background",
-            "mask": "255 where at least half of a pixel's rays hit the hand"},
-        "software": {"generator": "python -m segment.synthetic",
-                     **{name: version(name) for name in ("numpy", "embreex", "trimesh", "pillow", "torch")}},
-    }
-
-
-def _preview(root: Path, settings: CaptureSettings, data: dict, rows: int = 4, size: int = 240) -> np.ndarray:
-    """A picture of the capture: `rows` training frames of the first camera, each as image | albedo | shading
-    cropped to a square around the hand; from each of `rows` equal parts of the sequence, the frame with the most
-    shadowed pixels."""
-    first_camera = data["images"][0]["camera"]
-    candidates = [(i, a) for i, a in zip(data["images"], data["annotations"])
-                  if i["seq_name"] == SEQUENCES[0][0] and i["camera"] == first_camera]
-
-    def shadowed(entry) -> int:
-        paths = _frame_paths(root, settings, entry[0]["file_name"])
-        mask = np.asarray(Image.open(paths["mask"]))[..., 0] > 0
-        return int((np.asarray(Image.open(paths["shading"]))[mask] < 140).sum())
-
-    parts = np.array_split(np.arange(len(candidates)), min(rows, len(candidates)))
-    out = []
-    for image, annotation in [candidates[max(part, key=lambda k: shadowed(candidates[k]))] for part in parts]:
-        paths = _frame_paths(root, settings, image["file_name"])
-        x, y, w, h = annotation["bbox"]
-        x0, y0 = int(round(x + w / 2)) - size // 2, int(round(y + h / 2)) - size // 2
-        tiles = []
-        for key in ("image", "albedo", "shading"):
-            tile = np.asarray(Image.open(paths[key]).convert("RGB"))
-            padded = np.pad(tile, ((size, size), (size, size), (0, 0)))
-            tiles.append(padded[y0 + size:y0 + 2 * size, x0 + size:x0 + 2 * size])
-        out.append(np.concatenate(tiles, axis=1))
-    return np.concatenate(out, axis=0)
-
-
 def make_capture(settings: CaptureSettings, out: str | Path, *, workers: int = 2, overwrite: bool = False,
                  progress: bool = True) -> dict:
     """Render and write a capture (see the module docstring). Returns a summary dict (counts, timings, paths).
@@ -411,12 +264,12 @@ def make_capture(settings: CaptureSettings, out: str | Path, *, workers: int = 2
     light = _light(settings)
     _prepare_output(out, settings, overwrite)
 
-    annotations = _annotations(settings, frames, cameras, betas)
-    _write_json(out / "capture.json", _manifest(settings, model, frames, cameras, betas, complete=False))
+    annotations = annotation_files(settings, frames, cameras, betas)
+    write_json(out / "capture.json", capture_manifest(settings, model, frames, cameras, betas, complete=False))
     tasks, skipped = [], 0
     for f in frames:
         for index, (cam_id, _) in enumerate(cameras):
-            paths = _frame_paths(out, settings, image_file_name(settings.capture, f.seq_name, cam_id, f.frame_idx))
+            paths = frame_paths(out, settings, image_file_name(settings.capture, f.seq_name, cam_id, f.frame_idx))
             if all(p.exists() for p in paths.values()):
                 skipped += 1
             else:
@@ -451,10 +304,10 @@ def make_capture(settings: CaptureSettings, out: str | Path, *, workers: int = 2
     render_time = time.perf_counter() - render_start
 
     for kind, content in annotations.items():
-        _write_json(annotation_path(out, settings.split, kind), content)
-    picture = Image.fromarray(_preview(out, settings, annotations["data"]))
+        write_json(annotation_path(out, settings.split, kind), content)
+    picture = Image.fromarray(preview_picture(out, settings, annotations["data"]))
     preview = atomic_write(out / "preview.png", lambda f: picture.save(f, format="PNG"))
-    _write_json(out / "capture.json", _manifest(settings, model, frames, cameras, betas, complete=True))
+    write_json(out / "capture.json", capture_manifest(settings, model, frames, cameras, betas, complete=True))
     return {"out": str(out), "images": len(frames) * len(cameras), "rendered": len(tasks), "skipped": skipped,
             "render_seconds": render_time, "seconds_per_image": render_time / max(len(tasks), 1) * max(
                 min(workers, len(tasks)), 1), "total_seconds": time.perf_counter() - start, "box_px": box_range,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from smplx.utils.cli import cli_main, finite_float
 from segment.interhand import DATA_FOLDER, IMAGE_TREE, MASK_TREE
-from segment.synthetic.capture import GROUND_TRUTH_TREES, CaptureSettings, make_capture
+from segment.synthetic.capture import CaptureSettings, make_capture
+from segment.synthetic.manifest import GROUND_TRUTH_TREES
 from segment.synthetic.capture import __doc__ as CAPTURE_DOC
 
 __all__ = ["main"]
