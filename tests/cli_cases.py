@@ -16,6 +16,8 @@ import importlib
 import io
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -148,6 +150,21 @@ def run_subprocess(command: str, arguments: str, w: Path) -> subprocess.Complete
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", command, *expand(arguments, w).split()], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def file_size_limit(limit: int):
+    """preexec_fn of a subprocess whose writes past `limit` bytes in one file fail with EFBIG, as on a full disk (the
+    signal that would kill it is ignored, as ignored signals stay across exec)."""
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def full_disk_line(path: str | Path) -> str:
+    """The error line of a write to `path` that failed on a full disk (here: past a file-size limit)."""
+    return (f"error: File too large writing {path}; free some space on that disk or write the outputs elsewhere (the "
+            "previous files are kept)")
 
 
 def _table() -> str:

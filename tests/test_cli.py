@@ -3,17 +3,18 @@ exit status 2, no traceback; a bug keeps its traceback (exit status 1). The bad 
 
 import errno
 import re
-import resource
-import signal
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import segment.preprocess
 from smplx.utils.cli import InputError, MissingFileError, cli_main, error_line, is_user_error
-from tests.cli_cases import CASES, ROOT, expand, main_of, make_inputs, run_in_process, run_subprocess
+from tests.cli_cases import (CASES, ROOT, expand, file_size_limit, full_disk_line, main_of, make_inputs, run_in_process,
+                             run_subprocess)
 
 
 @pytest.fixture(scope="module")
@@ -123,25 +124,14 @@ def test_number_flags_refuse_nan_and_infinity(w, command, arguments):
     assert re.search(r"error: argument --[\w-]+: '-?(nan|inf)' is not a finite number", stderr), stderr
 
 
-def _file_size_limit(limit: int):
-    """preexec_fn of a subprocess whose writes past `limit` bytes fail with EFBIG, as on a full disk (the signal
-    that would kill it is ignored, as ignored signals stay across exec)."""
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 def test_a_full_disk_is_one_line_and_the_previous_file_stays(w):
     out = w / "full"
     out.mkdir()
     (out / "OPEN_HAND_RIGHT.pkl").write_bytes(b"the previous model")
     result = subprocess.run([sys.executable, "-m", "smplx.open_hand", "--out", str(out), "--no-picture"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600, preexec_fn=_file_size_limit(65536))
+                            capture_output=True, text=True, timeout=600, preexec_fn=file_size_limit(65536))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert _error_lines(result.stderr) == [f"error: File too large writing {out / 'OPEN_HAND_RIGHT.pkl'}; free some "
-                                           "space on that disk or write the outputs elsewhere (the previous files "
-                                           "are kept)"]
+    assert _error_lines(result.stderr) == [full_disk_line(out / "OPEN_HAND_RIGHT.pkl")]
     assert (out / "OPEN_HAND_RIGHT.pkl").read_bytes() == b"the previous model"
     assert sorted(p.name for p in out.iterdir()) == ["OPEN_HAND_RIGHT.pkl"]  # no temporary file left
     checkpoint = w / "full" / "latest.tar"  # torch.save reports the failed write as a RuntimeError without errno
@@ -149,7 +139,45 @@ def test_a_full_disk_is_one_line_and_the_previous_file_stays(w):
               f"cli_main(lambda argv: atomic_write({str(checkpoint)!r}, lambda f: torch.save(torch.zeros(10 ** 5), f)))"
               "([])")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            preexec_fn=_file_size_limit(65536))
+                            preexec_fn=file_size_limit(65536))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert _error_lines(result.stderr)[0].startswith(f"error: File too large writing {checkpoint};")
     assert not checkpoint.exists()
+    image = w / "full" / "image.jpg"  # Pillow writes to a file descriptor when it has one: a short write went unseen
+    script = ("import numpy as np\nfrom PIL import Image\nfrom smplx.utils.cli import cli_main\n"
+              "from smplx.utils.fileio import atomic_write\npicture = Image.fromarray(np.random.default_rng(0)"
+              ".integers(0, 255, (400, 400, 3), dtype=np.uint8))\n"
+              f"cli_main(lambda argv: atomic_write({str(image)!r}, lambda f: picture.save(f, format='JPEG')))([])")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            preexec_fn=file_size_limit(65536))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert _error_lines(result.stderr) == [full_disk_line(image)]
+    assert not image.exists()
+
+
+def test_a_full_disk_while_writing_the_annotation_cache(synthetic_capture, tmp_path):
+    """segment.preprocess under a file-size limit below the cache's size: one error line naming the cache, exit 2,
+    the previous cache byte for byte, no temporary file; with room again, the rerun writes the same cache."""
+    from segment.annotations import Subject
+    from segment.preprocess import AnnotationCache, cache_path
+    root = tmp_path / "capture"
+    shutil.copytree(synthetic_capture, root)
+    subject = "test/Capture0/ROM04_RT_Occlusion"
+    command = [sys.executable, "-m", "segment.preprocess", "--root", str(root), "--subject", subject, "--quiet",
+               "--workers", "1"]
+    subprocess.run(command, cwd=ROOT, capture_output=True, timeout=600, check=True)
+    cache = cache_path(root, Subject.parse(subject))
+    before = cache.read_bytes()
+    full = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          preexec_fn=file_size_limit(len(before) // 2))
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert _error_lines(full.stderr) == [full_disk_line(cache)]
+    assert cache.read_bytes() == before
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]
+    subprocess.run(command, cwd=ROOT, capture_output=True, timeout=600, check=True)
+    written = AnnotationCache.load(cache)
+    cache.write_bytes(before)  # the zip inside an .npz dates its members: compare the arrays
+    previous = AnnotationCache.load(cache)
+    for name, value in vars(previous).items():
+        assert np.array_equal(value, vars(written)[name]) if isinstance(value, np.ndarray) else value == vars(
+            written)[name], name

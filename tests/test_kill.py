@@ -1,8 +1,9 @@
 """Kill at any moment: each trainer (LBS weights, PairOF, avatar) is killed with SIGKILL at random moments and while a
 checkpoint is being written (half-way through the temporary file, and after it is complete but before it replaces the
-previous one), then rerun until it finishes; the result equals an uninterrupted run's bit for bit (float32, one
+previous one), run on a full disk (a file-size limit), and resumed from the previous checkpoint after its checkpoint
+was truncated; then rerun until it finishes, the result equals an uninterrupted run's bit for bit (float32, one
 thread). The processes are real `python -m` runs; the kills during a write come from a wrapper that patches the
-project's atomic writer to kill its own process at the n-th checkpoint (see `_KILLER`)."""
+project's atomic writer to kill its own process at the n-th atomic write (see `_KILLER`)."""
 
 import os
 import random
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from smplx.utils.training import previous_checkpoint
+from tests.cli_cases import file_size_limit, full_disk_line
 from tests.hand_fixtures import train_tiny_pairof
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,11 +40,11 @@ def write(self, data):
         self.flush()
         die()
     return written
-def atomic_write(path, writer):
+def atomic_write(path, writer, **options):
     count[0] += 1
     if when == "complete" and count[0] == nth:
-        return real_atomic(path, lambda f: (writer(f), f.flush(), die()))
-    return real_atomic(path, writer)
+        return real_atomic(path, lambda f: (writer(f), f.flush(), die()), **options)
+    return real_atomic(path, writer, **options)
 fileio._WriteErrors.write = write
 fileio.atomic_write = atomic_write
 for name, module in list(sys.modules.items()):
@@ -79,10 +82,26 @@ def _kill_after(args: list[str], seconds: float) -> bool:
         return True
 
 
-def _kill_while_writing(module_args: list[str], when: str, nth: int) -> None:
+def _kill_while_writing(module_args: list[str], when: str, nth: int) -> str:
+    """Run the module until its nth atomic write, killed there; returns its stderr."""
     result = subprocess.run([sys.executable, "-c", _KILLER, *module_args], env={**ENV, "KILL_WHEN": when,
                             "KILL_AT": str(nth)}, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]  # it did die inside that write
+    return result.stderr
+
+
+def _full_disk(module_args: list[str], first: Path, limit: int) -> None:
+    """Run with a file-size limit of `limit` bytes (as on a full disk), so that the write of `first` fails half-way:
+    one error line naming it, exit status 2, every file already there unchanged, no temporary file left."""
+    folder = first.parent
+    before = {p: p.read_bytes() for p in folder.rglob("*")
+              if p.is_file() and "board" not in p.parts and not p.name.endswith(".tmp")}  # the kills' temporaries go
+    result = subprocess.run([sys.executable, "-m", *module_args], env=ENV, cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, preexec_fn=file_size_limit(limit))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [full_disk_line(first)]
+    assert [str(path) for path, data in before.items() if path.read_bytes() != data] == []
+    _no_temporaries_left(folder)
 
 
 def _no_temporaries_left(folder: Path) -> None:
@@ -90,16 +109,27 @@ def _no_temporaries_left(folder: Path) -> None:
     assert not list(folder.rglob(".*.tmp"))
 
 
-def _interrupted(module_args: list[str], straight_seconds: float, seed: int) -> int:
-    """Kill a run twice while it writes a checkpoint and twice at random moments of its wall time, then let it finish;
-    returns how many random kills landed before the run ended."""
+def _interrupted(module_args: list[str], straight_seconds: float, seed: int, checkpoint: Path) -> int:
+    """Kill a run twice while it writes its first checkpoint; kill it in its third (so that `checkpoint` and the
+    previous one are in place); run it on a full disk (a file-size limit of half the checkpoint: it resumes, then
+    its next checkpoint write fails); truncate the checkpoint and kill the run that falls back to the previous one
+    in its first write; kill it twice at random moments of its wall time; then let it finish. Returns how many random
+    kills landed before the run ended."""
     _kill_while_writing(module_args, "partial", 1)
     _kill_while_writing(module_args, "complete", 1)
+    _kill_while_writing(module_args, "complete", 3)
+    previous = previous_checkpoint(checkpoint)
+    assert checkpoint.is_file() and previous.is_file()
+    _full_disk(module_args, checkpoint, checkpoint.stat().st_size // 2)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:checkpoint.stat().st_size // 3])
+    stderr = _kill_while_writing(module_args, "partial", 1)
+    assert f"; resuming from the previous checkpoint {previous}" in stderr, stderr[-3000:]
     rng, kills = random.Random(seed), 0
     for _ in range(2):
         kills += _kill_after(["-m", *module_args], rng.uniform(0.3, 0.9) * straight_seconds)
     _run(["-m", *module_args])
-    print(f"{module_args[0]}: killed in 2 checkpoint writes and at {kills} of 2 random moments")
+    print(f"{module_args[0]}: killed in 4 checkpoint writes and at {kills} of 2 random moments; one full disk, one "
+          "truncated checkpoint (resumed from the previous one)")
     return kills
 
 
@@ -120,7 +150,8 @@ def test_lbs_pretraining_survives_kills(tmp_path):
               "poses.pool=50", "checkpoint_every=1", "snapshot_every=0", "eval_poses=2", "publish=false",
               "device=cpu", "lr=1.0e-2"]
     straight = _run(["-m", *common, f"out_root={tmp_path}", "name=straight"])
-    _interrupted([*common, f"out_root={tmp_path}", "name=killed"], straight, seed=1)
+    _interrupted([*common, f"out_root={tmp_path}", "name=killed"], straight, seed=1,
+                 checkpoint=tmp_path / "killed" / "checkpoint.pt")
     _no_temporaries_left(tmp_path / "killed")
     for name in ("lbs_weights.pth", "checkpoint.pt"):
         a, b = (torch.load(tmp_path / run / name, weights_only=True) for run in ("straight", "killed"))
@@ -134,7 +165,7 @@ def test_pairof_pretraining_survives_kills(tmp_path):
               "mesh_resolution=8", "publish=false", "precision=float32", "steps=6", "checkpoint_every=1",
               f"out_root={tmp_path}"]
     straight = _run(["-m", *common, "name=straight"])
-    _interrupted([*common, "name=killed"], straight, seed=2)
+    _interrupted([*common, "name=killed"], straight, seed=2, checkpoint=tmp_path / "killed" / "checkpoint.pt")
     _no_temporaries_left(tmp_path / "killed")
     a, b = (torch.load(tmp_path / run / "pairof.ckpt", weights_only=True) for run in ("straight", "killed"))
     _assert_equal_states(a["state_dict"], b["state_dict"])
@@ -151,7 +182,8 @@ def test_avatar_training_survives_kills(synthetic_capture, tmp_path):
               "train.lossweights.lpips=0", "train.progress_every=0", "train.maxiter=8", "train.ema=0.9",
               "device=cpu"]
     straight = _run(["-m", *common, "experiment=straight"])
-    _interrupted([*common, "experiment=killed"], straight, seed=3)
+    _interrupted([*common, "experiment=killed"], straight, seed=3,
+                 checkpoint=tmp_path / "runs" / "killed" / "latest.tar")
     _no_temporaries_left(tmp_path / "runs" / "killed")
     a, b = (torch.load(tmp_path / "runs" / run / "latest.tar", weights_only=True) for run in ("straight", "killed"))
     assert a["iter"] == b["iter"] == 8
@@ -179,13 +211,17 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
 
 @pytest.mark.kill
 def test_synthetic_capture_survives_kills(tmp_path):
-    """The synthetic capture (one worker) killed inside its 5th and 12th image writes and at a random moment, then
+    """The synthetic capture (one worker) killed inside its 5th and 12th image writes and at a random moment, and
+    run on a full disk (a file-size limit of half its smallest image: it fails at the next image, mask or ground-truth picture it writes), then
     rerun: every file it writes is byte for byte that of an uninterrupted run."""
     args = ["segment.synthetic", "--model", "open_hand", "--train-frames", "5", "--eval-frames", "2", "--cameras",
             "2", "--seed", "3", "--workers", "1", "--quiet"]
     straight = _run(["-m", *args, "--out", str(tmp_path / "straight")])
     killed = [*args, "--out", str(tmp_path / "killed")]
     _kill_while_writing(killed, "partial", 5)
+    limit = min(p.stat().st_size for p in (tmp_path / "straight").rglob("*.jpg")) // 2
+    assert (tmp_path / "straight" / "capture.json").stat().st_size < limit  # written first, it must fit
+    _full_disk_capture(killed, tmp_path / "killed", limit)
     _kill_while_writing(killed, "complete", 12)
     _kill_after(["-m", *killed], random.Random(4).uniform(0.3, 0.9) * straight)
     _run(["-m", *killed])
@@ -194,3 +230,18 @@ def test_synthetic_capture_survives_kills(tmp_path):
     assert files["straight"].keys() == files["killed"].keys() and len(files["straight"]) > 50
     different = [str(name) for name, data in files["straight"].items() if files["killed"][name] != data]
     assert not different
+
+
+def _full_disk_capture(args: list[str], out: Path, limit: int) -> None:
+    """The capture run under a file-size limit: one error line naming the image it was writing, exit status 2,
+    every file already there unchanged, no temporary file left."""
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and not p.name.endswith(".tmp")}
+    result = subprocess.run([sys.executable, "-m", *args], env=ENV, cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, preexec_fn=file_size_limit(limit))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    image = Path(errors[0].split(" writing ")[1].split("; ")[0])
+    assert image.suffix in (".jpg", ".png") and out in image.parents and errors[0] == full_disk_line(image)
+    assert [str(path) for path, data in before.items() if path.read_bytes() != data] == []
+    _no_temporaries_left(out)

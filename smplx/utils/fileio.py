@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -12,10 +15,14 @@ from smplx.utils.cli import InputError
 __all__ = ["atomic_write", "make_folder", "remove_stale_temporaries"]
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, keep_previous: str | Path | None = None
+                 ) -> Path:
     """Write `path` atomically: `write(f)` fills a temporary file next to it, which then replaces `path`.
 
-    Creates the parent folder. If `write` raises, `path` is left as it was and the temporary file is removed.
+    Creates the parent folder. If `write` raises, `path` is left as it was and the temporary file is removed. With
+    `keep_previous`, the file `path` held until now becomes `keep_previous` once the new one is complete (a hard
+    link, so no bytes are written; a copy where the file system has none), before the new one replaces it: at every
+    moment `path` is a complete file, the old or the new one.
 
     Returns:
         The path written.
@@ -32,6 +39,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         with open(tmp, "wb") as f:
             stream = _WriteErrors(f)
             write(stream)
+        if keep_previous is not None and path.is_file():
+            _keep(path, Path(keep_previous))
         os.replace(tmp, path)
     except Exception as error:
         failed = stream.error if stream is not None and stream.error is not None else error
@@ -44,6 +53,22 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _keep(path: Path, previous: Path) -> None:
+    """Make `previous` the file `path` is now, atomically (through a temporary name next to `previous`)."""
+    staged = previous.with_name(f".{previous.name}.{os.getpid()}.tmp")
+    staged.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(path, staged)
+        except OSError as error:  # no hard links here (FAT, some network or FUSE file systems)
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            shutil.copyfile(path, staged)
+        os.replace(staged, previous)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(path: str | Path, *, tree: bool = False) -> list[Path]:
@@ -68,10 +93,15 @@ def remove_stale_temporaries(path: str | Path, *, tree: bool = False) -> list[Pa
 
 class _WriteErrors:
     """A binary file that remembers the OSError of a failed write, for writers that report it as another exception
-    (torch.save's zip writer raises a RuntimeError with no errno)."""
+    (torch.save's zip writer raises a RuntimeError with no errno). It has no `fileno`, so that every byte goes
+    through `write`: Pillow writes to a file descriptor directly when it has one, and there a short write on a full
+    disk went unnoticed (a truncated JPEG, renamed into place as if complete)."""
 
     def __init__(self, f: BinaryIO):
         self._f, self.error = f, None
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno: atomic_write passes every byte through write()")
 
     def write(self, data) -> int:
         try:
