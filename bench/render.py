@@ -8,7 +8,8 @@ Loads <out_root>/<experiment>/latest.tar of the config (or run.ckpt; train it fi
 the first --frames evaluation frames (data.eval_subject every data.eval_skip-th frame, whole crop at
 data.resolution, black background, as validation) with renderer=reference and with renderer=fast for each surface
 band of --bands (0: the exact fast renderer; auto: measured on the avatar's field first, once, not part of the
-frame times) and each render.tolerance of --tolerances, and prints per renderer the seconds per frame, frames/s and
+frame times) and each render.tolerance of --tolerances (each variant the config's RenderOptions with those three
+changed, passed to avatar.render), and prints per renderer the seconds per frame, frames/s and
 the validation metrics (PSNR/SSIM, paper protocol), then per fast variant the speed-up and the PSNR of its render
 against the reference render. The reference renderer is the naive published one
 (every sample of every box ray, every part pair, every anchor): expect minutes per 256x256 frame on a CPU.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -31,6 +33,7 @@ from handavatar.data import to_tensors
 from handavatar.metrics import psnr
 from handavatar.checkpoint import load_avatar
 from handavatar.config import DEFAULTS, AvatarConfig
+from handavatar.render.options import RenderOptions
 from handavatar.validate import evaluation_dataset, frame_metrics
 
 
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = [("reference", 0.0, 0.0)] + [(f"fast band {band}" + (f" tol {tol:g}" if args.tolerances else ""),
                                              band, tol) for band in args.bands for tol in tolerances]
     for name, band, tolerance in variants:
-        avatar.renderer, avatar.band, avatar.tolerance = name.split()[0], band, tolerance
+        options = replace(avatar.options, renderer=name.split()[0], band=band, tolerance=tolerance)
         renders[name], seconds[name] = [], []
         with torch.no_grad():
             if band == "auto" and measured is None:  # on the frames' poses first (see HandAvatar.surface_band)
@@ -69,18 +72,18 @@ def main(argv: list[str] | None = None) -> None:
                 for sample in samples:
                     posed = avatar.pose(sample["global_orient"][None], sample["hand_pose"][None])
                     measured = avatar.surface_band(posed, avatar.field.encode(posed.vertices, posed.joints,
-                                                                              posed.full_pose))
+                                                                              posed.full_pose), options)
                 quantiles = torch.quantile(measured.float().cpu(), torch.tensor([0.0, 0.5, 0.9, 1.0])).tolist()
                 print(f"band auto: measured on {avatar.band_poses} of the {len(samples)} frames' poses in "
                       f"{time.perf_counter() - start:.1f} s; per anchor (dm) min {quantiles[0]:.3f}, median "
                       f"{quantiles[1]:.3f}, 90% {quantiles[2]:.3f}, max {quantiles[3]:.3f}", flush=True)
             if device.type == "cuda":  # CUDA's start-up work (kernels, cuBLAS handles) is not a frame's time
-                avatar.render(samples[0], chunk=config.chunk)
+                avatar.render(samples[0], chunk=config.chunk, options=options)
             for sample in samples:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
-                rgb = avatar.render(sample, chunk=config.chunk)["rgb"]
+                rgb = avatar.render(sample, chunk=config.chunk, options=options)["rgb"]
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 seconds[name].append(time.perf_counter() - start)
@@ -98,15 +101,15 @@ def main(argv: list[str] | None = None) -> None:
                      f"{agreement:.1f} dB (worst frame), largest pixel difference {largest:.2e}")
         print(line, flush=True)
     if args.profile:
-        profile_frame(avatar, samples[0], config.chunk, f"{name}, frame 0")
+        profile_frame(avatar, samples[0], config.chunk, options, f"{name}, frame 0")
 
 
-def profile_frame(avatar, sample: dict, chunk, name: str) -> None:
+def profile_frame(avatar, sample: dict, chunk, options: RenderOptions, name: str) -> None:
     """Print where one render's time goes: operator calls, kernel launches, synchronisations, CPU and GPU time."""
     cuda = sample["rays_d"].device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with torch.no_grad(), profile(activities=activities) as prof:
-        avatar.render(sample, chunk=chunk)
+        avatar.render(sample, chunk=chunk, options=options)
         if cuda:
             torch.cuda.synchronize()
     events = prof.key_averages()

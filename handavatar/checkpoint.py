@@ -3,6 +3,7 @@ its shapes checked against the config (the error names the tensors and the confi
 
     avatar = build_avatar(config, device)                      # MANO-HD + its skinning weights, PairOF, new networks
     avatar, path, iteration = load_avatar(config, device)      # <out_root>/<experiment>/latest.tar, or run.ckpt
+    options = render_options(config)                           # how the config renders (avatar.options)
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from smplx.utils.torchfile import read_torch_file
 from pairof import load_pairof
 from handavatar.config import AvatarConfig
 from handavatar.model import HandAvatar
+from handavatar.render.options import RenderOptions
 
-__all__ = ["build_avatar", "load_avatar"]
+__all__ = ["build_avatar", "load_avatar", "render_options"]
 
 
 def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
@@ -44,12 +46,16 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
     net = config.network
     return HandAvatar(hand, field, deformer=net.deformer, shading=net.shading,
                       shading_normal=net.shading_normal, code_dim=net.code_dim,
-                      anchor_levels=net.anchor_levels, albedo_at=net.albedo_at, samples=config.N_samples,
-                      sampling=config.sampling,
-                      renderer=config.render.renderer, group=config.render.group,
-                      tolerance=config.render.tolerance, band=config.render.band,
-                      band_margin=config.render.band_margin, band_min=config.render.band_min,
-                      band_training=config.render.band_training).to(device)
+                      anchor_levels=net.anchor_levels, albedo_at=net.albedo_at,
+                      options=render_options(config)).to(device)
+
+
+def render_options(config: AvatarConfig) -> RenderOptions:
+    """The renderers' options a config chooses (`N_samples`, `sampling` and the `render` section)."""
+    render = config.render
+    return RenderOptions(renderer=render.renderer, samples=config.N_samples, sampling=config.sampling,
+                         group=render.group, tolerance=render.tolerance, band=render.band,
+                         band_margin=render.band_margin, band_min=render.band_min, band_training=render.band_training)
 
 
 _HINTS = {"hand.": "smpl_cfg.model_path, smpl_cfg.levels, data.hand", "field.": "smpl_cfg.pairof, smpl_cfg.levels",

@@ -103,7 +103,7 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
     summary = {"subject": d.eval_subject, "frames": len(rows), "eval_skip": d.eval_skip,
                "protocol": f"paper: whole {d.resolution}x{d.resolution} crop, black background, 8-bit; masked: hand "
                            "pixels only (PSNR, SSIM)",
-               "lpips_name": lpips.name, "renderer": avatar.renderer,
+               "lpips_name": lpips.name, "renderer": avatar.options.renderer,
                **{name: float(np.mean([r[name] for r in rows])) for name in names[1:]}}
     if synthetic:
         summary["layer_protocol"] = ("albedo_error, shading_error: mean absolute error on hand pixels in [0, 1] after "

@@ -11,6 +11,7 @@ import smplx
 from handavatar.data import DataConfig, InterHandDataset, to_tensors
 from handavatar.model import HandAvatar, network
 from handavatar.render.anchors import AnchorIndex
+from handavatar.render.options import RenderOptions
 from handavatar.render.surface import onto_anchor_planes
 from pairof import PairOF
 from smplx.utils.inside import inside_mesh
@@ -31,9 +32,11 @@ def parts(synthetic_capture, tmp_path_factory):
 
 
 def _avatar(hand, **options):
+    """An avatar with 8 samples per ray; `options`: HandAvatar's keywords and RenderOptions' fields."""
     torch.manual_seed(0)
     field = PairOF.from_layer(hand, part_samples=32, anchors=256)
-    return HandAvatar(hand, field, code_dim=16, **{"samples": 8, **options})
+    render = {key: options.pop(key) for key in list(options) if key in RenderOptions.__dataclass_fields__}
+    return HandAvatar(hand, field, code_dim=16, options=RenderOptions(**{"samples": 8, **render}), **options)
 
 
 def test_render_a_sample(parts):
@@ -267,7 +270,7 @@ def test_auto_band_covers_where_the_field_reaches(parts, monkeypatch):
         avatar.albedo.codes.add_(0.1)
         avatar.render(sample)
         assert len(measured) == 3 and avatar.band_poses == 1  # new weights: measured again from scratch
-        assert avatar.train().surface_band(posed, encoding) == avatar.band_training and len(measured) == 3
+        assert avatar.train().surface_band(posed, encoding) == avatar.options.band_training and len(measured) == 3
     with pytest.raises(ValueError, match="band 'wide'"):
         _avatar(hand, band="wide")
 
@@ -324,7 +327,7 @@ def test_sampling_inside_the_part_boxes(parts):
         out = avatar.render_rays(sample["rays_o"], sample["rays_d"][mask], sample["near"][mask], sample["far"][mask],
                                  posed, encoding, sample["bgcolor"])
         _, inside = avatar.field.part_boxes(out["points"].reshape(1, -1, 3), encoding)
-    inside = inside.any(1).view(-1, avatar.samples)
+    inside = inside.any(1).view(-1, avatar.options.samples)
     reached = inside.any(1)
     assert reached.float().mean() > 0.5 and torch.all(inside[reached])
     assert torch.all(out["alpha"][~reached] == 0)
@@ -503,7 +506,7 @@ def test_cuda_renders_what_the_cpu_renders(parts, renderer, band):
     assert outs[0]["alpha"].max() > 0.2
     if band == "auto":
         assert cpu.band_poses == gpu.band_poses == 1
-        torch.testing.assert_close(gpu._measured_band[2].cpu(), cpu._measured_band[2])
+        torch.testing.assert_close(gpu.bands.band.cpu(), cpu.bands.band)
     # summation orders differ, and some gradients (the deformer's) are sums that nearly cancel: compare them all at once
     on_cpu = torch.cat([a.grad.flatten() for a in cpu.parameters() if a.grad is not None])
     on_gpu = torch.cat([b.grad.flatten().cpu() for b in gpu.parameters() if b.grad is not None])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["sample_depths", "composite"]
+__all__ = ["sample_depths", "composite", "running_maximum"]
 
 
 def sample_depths(near: Tensor, far: Tensor, count: int, *, stratified: bool = False,
@@ -66,3 +66,9 @@ def composite(alpha: Tensor, values: dict[str, Tensor], background: Tensor | Non
             integral = integral + (1.0 - accumulated)[:, None] * background
         out[name] = integral
     return out
+
+
+def running_maximum(soft_part_occupancy: Tensor) -> Tensor:
+    """SelF's occlusion input (reference §4.3): (R, S, J) soft part occupancies at samples near to far -> (R, S, J)
+    their running maximum along each ray, detached (shading never pushes on the geometry)."""
+    return torch.cummax(soft_part_occupancy.detach(), dim=1).values
