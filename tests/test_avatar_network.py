@@ -55,6 +55,21 @@ def test_render_a_sample(parts):
         avatar.render(sample, chunk=0)
 
 
+def test_options_given_for_one_render(parts):
+    """render(options=...) draws what an avatar built with those options draws, and leaves the avatar's own
+    options as they were (bench/render.py renders its variants so)."""
+    hand, sample = parts
+    avatar = _avatar(hand, band=0.05)
+    reference = _avatar(hand, renderer="reference", samples=6)
+    reference.load_state_dict(avatar.state_dict())
+    with torch.no_grad():
+        given = avatar(sample, options=RenderOptions(renderer="reference", samples=6))
+        built = reference.render(sample)
+    for name in ("rgb", "alpha", "occupancy", "in_box"):
+        assert torch.equal(given[name], built[name]), name
+    assert avatar.options == RenderOptions(samples=8, band=0.05) and "in_box" not in avatar.render(sample)
+
+
 def test_per_pose_work_is_done_once_per_frame(parts, monkeypatch):
     """The fast renderer finds the pose's surface band and builds its nearest-anchor index once per frame, however
     many chunks of rays it renders."""

@@ -233,9 +233,10 @@ class HandAvatar(nn.Module):
         groups = {"avatar": [p for p in self.parameters() if id(p) not in taken], **special}
         return {name: [p for p in params if p.requires_grad] for name, params in groups.items()}
 
-    def forward(self, sample: dict, **options) -> dict[str, Tensor]:
+    def forward(self, sample: dict, *, stratified: bool = False, chunk: int | str = "auto",
+                generator: torch.Generator | None = None, options: RenderOptions | None = None) -> dict[str, Tensor]:
         """`render` (the module's forward, so that DistributedDataParallel can wrap the avatar)."""
-        return self.render(sample, **options)
+        return self.render(sample, stratified=stratified, chunk=chunk, generator=generator, options=options)
 
     def render(self, sample: dict, *, stratified: bool = False, chunk: int | str = "auto",
                generator: torch.Generator | None = None, options: RenderOptions | None = None) -> dict[str, Tensor]:
