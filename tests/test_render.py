@@ -239,6 +239,31 @@ def test_measured_band_of_a_sphere_whose_field_reaches_past_its_mesh():
     assert torch.all(clamped == 0.5)
 
 
+def test_measured_reach_spreads_to_the_anchors_that_have_it_among_their_8_nearest():
+    """A field occupied only on a thin needle along one anchor's normal (out to 0.07 dm): the normal probes at 0.02,
+    0.04 and 0.06 dm find it, so that anchor reaches 0.06 dm; every anchor that has it among its 8 nearest (by brute
+    force; the centroids are jittered so that no two distances tie) takes that reach, every other anchor none."""
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=RADIUS)
+    vertices = torch.from_numpy(np.asarray(mesh.vertices)) + CENTRE
+    faces = torch.from_numpy(np.asarray(mesh.faces, dtype=np.int64))
+    generator = torch.Generator().manual_seed(0)
+    anchors = vertices[faces].mean(1) + 1e-4 * torch.randn(len(faces), 3, generator=generator, dtype=torch.float64)
+    normals = torch.from_numpy(np.array(mesh.face_normals))
+
+    def occupancy(points):
+        offset = points - anchors[0]
+        along = offset @ normals[0]
+        across = (offset - along[:, None] * normals[0]).norm(dim=-1)
+        return ((across < 0.003) & (along > 0) & (along < 0.07)).to(points.dtype)
+
+    band = measure_band(occupancy, anchors, normals, _boxes(), vertices, faces, margin=0.0, minimum=0.0, steps=10,
+                        depth=0.2)
+    holds = (torch.cdist(anchors, anchors).topk(8, largest=False).indices == 0).any(1)
+    assert 8 <= holds.sum() < 20
+    torch.testing.assert_close(band[holds], torch.full((int(holds.sum()),), 0.06, dtype=torch.float64))
+    assert torch.all(band[~holds] == 0)
+
+
 def test_band_cache_measures_a_new_pose_or_new_weights_only():
     """BandCache: the same key and pose measure once; a pose whose finger joints all turned by ~35 degrees (more
     than the 30-degree step) measures again and keeps the larger reach per anchor; one within the step does not; a
