@@ -46,7 +46,8 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
     net = config.network
     return HandAvatar(hand, field, deformer=net.deformer, shading=net.shading,
                       shading_normal=net.shading_normal, code_dim=net.code_dim,
-                      anchor_levels=net.anchor_levels, albedo_at=net.albedo_at,
+                      anchor_levels=net.anchor_levels, albedo_at=net.albedo_at, shading_at=net.shading_at,
+                      shadow_rays=net.shadow_rays,
                       options=render_options(config)).to(device)
 
 
@@ -62,7 +63,8 @@ _HINTS = {"hand.": "smpl_cfg.model_path, smpl_cfg.levels, data.hand", "field.": 
           "deformer.": "network.deformer, smpl_cfg.levels", "albedo.": "network.code_dim, smpl_cfg.pairof",
           "texture.": "network.albedo_at, smpl_cfg.levels",
           "anchor_embedding": "network.anchor_levels, smpl_cfg.pairof",
-          "shading.": "network.shading, network.shading_normal, network.anchor_levels"}
+          "shading.": "network.shading, network.shading_normal, network.anchor_levels, network.shading_at, "
+                      "network.shadow_rays"}
 """State-dict prefixes -> the config keys that decide those tensors' shapes."""
 
 
@@ -112,10 +114,11 @@ def load_avatar(config: AvatarConfig, device: torch.device) -> tuple[HandAvatar,
         raise InputError(f"checkpoint {path} is not an avatar checkpoint: expected the keys iter, network, optimizer, "
                          f"config of handavatar.train, found {found}")
     saved = json.loads(state["config"]).get("network", {}) if state.get("config") else {}
-    if saved.get("albedo_at", "samples") != config.network.albedo_at:  # same tensors, another picture
-        raise InputError(f"checkpoint {path} was trained with network.albedo_at={saved.get('albedo_at', 'samples')}, "
-                         f"this config says {config.network.albedo_at}: render with the config it was trained with "
-                         "(config.yaml beside it) or set network.albedo_at")
+    for key in ("albedo_at", "shading_at"):  # tensors that may have the same shapes, and another picture
+        if saved.get(key, "samples") != getattr(config.network, key):
+            raise InputError(f"checkpoint {path} was trained with network.{key}={saved.get(key, 'samples')}, this "
+                             f"config says {getattr(config.network, key)}: render with the config it was trained "
+                             f"with (config.yaml beside it) or set network.{key}")
     avatar = build_avatar(config, device)
     _check_state(avatar.state_dict(), state["network"], state.get("config"), config, path)
     avatar.load_state_dict(state["network"])

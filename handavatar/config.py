@@ -70,6 +70,11 @@ class NetworkSection:
     # albedo_at mesh: the texture's first colours: the training images unprojected onto the posed meshes (the
     # textured-mesh baseline's per-vertex colours), or grey
     texture_init: Literal["images", "grey"]
+    # samples: SelF at every ray sample, composited (published); surface: once per ray, at its expected surface point,
+    # seeing the visibility of shadow rays traced on the posed mesh instead of the part occupancies along the camera
+    # ray (not in the paper; needs albedo_at surface, plane or mesh)
+    shading_at: Literal["samples", "surface"]
+    shadow_rays: Count  # shading_at surface: shadow-ray directions (a Fibonacci sphere in the model frame)
 
 
 @dataclass

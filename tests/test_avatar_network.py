@@ -576,3 +576,68 @@ def test_vertex_texture_interpolates_its_colours_and_checks_what_it_is_given():
         texture.initialise(colours[:3])
     with pytest.raises(ValueError, match="NaN"):
         texture.initialise(colours.clone().fill_(float("nan")))
+
+
+@pytest.mark.parametrize("albedo_at, sampling", [("surface", "parts"), ("mesh", "box")])
+def test_fast_renderer_draws_what_the_reference_draws_with_the_shading_at_the_surface(parts, albedo_at, sampling):
+    """network.shading_at 'surface': both renderers take the shading once per ray, from the shadow rays'
+    visibility around the ray's point on the posed mesh, so without early termination they draw the same picture
+    with the same gradients; SelF learns and sees every shadow ray's visibility."""
+    hand, sample = parts
+    options = dict(sampling=sampling, albedo_at=albedo_at, shading_at="surface", shadow_rays=32, shading_normal=True)
+    fast = _avatar(hand, tolerance=0.0, group=3, **options)
+    reference = _avatar(hand, renderer="reference", **options)
+    _fast_and_reference(sample, fast, reference, atol_grad=1e-5)
+    assert fast.shading.net.layers[0].weight.shape[1] == 32 + fast.anchor_embedding.shape[1] + 48 + 3
+    assert any(p.grad.abs().sum() > 0 for p in fast.shading.parameters())
+    with pytest.raises(ValueError, match="shading_at 'surface' needs SelF"):
+        _avatar(hand, albedo_at="samples", shading_at="surface")
+    with pytest.raises(ValueError, match="shading_at 'rays' is not one of"):
+        _avatar(hand, albedo_at="surface", shading_at="rays")
+
+
+def test_shading_at_the_surface_matches_a_per_ray_loop(parts):
+    """shading_at 'surface' against a loop written ray by ray: the published renderer gives each ray's alpha and
+    depth; the loop takes the point o + d depth / alpha, its mesh hit or nearest vertex (`mesh_lookup`, tested
+    above), each of those vertices' shadow rays by Moller-Trumbore against every triangle, their barycentric
+    blend, and SelF on it with the anchors' blended embedding and normal, times alpha."""
+    from handavatar.model.albedo import blend_anchors
+    from handavatar.render.shadows import vertex_normals
+    from handavatar.render.surface import mesh_lookup
+
+    hand, sample = parts
+    avatar = _avatar(hand, tolerance=0.0, albedo_at="surface", shading_at="surface", shadow_rays=24,
+                     shading_normal=True)
+    with torch.no_grad():  # a SelF whose output moves with its inputs (the geometric init is nearly constant)
+        for layer in avatar.shading.net.layers:
+            layer.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
+    published = _avatar(hand, renderer="reference")
+    origin, directions, near, far, posed, encoding, background = _rays(avatar, sample)
+    with torch.no_grad():
+        fast = avatar.render_rays(origin, directions, near, far, posed, encoding, background)
+        every = published.render_rays(origin, directions, near, far, posed, encoding, background)
+        vertices, faces = posed.vertices[0], hand.output_faces
+        normals = vertex_normals(vertices, faces)
+        face_normals = avatar.anchor_normals(posed)
+        expected, mixed = [], 0
+        for r in range(directions.shape[0]):
+            alpha = every["alpha"][r]
+            if alpha == 0:
+                expected.append(torch.zeros(1))
+                continue
+            point = origin + directions[r] * every["depth"][r, 0] / alpha
+            ids, weights = mesh_lookup(origin, point[None], directions[r:r + 1], vertices, faces)
+            each = torch.stack([torch.tensor([float(_first_hit_by_hand(vertices[v] + 2e-3 * normals[v], d, vertices,
+                                                                       faces) is None)
+                                              for d in avatar.shadow_directions]) for v in ids[0]])
+            visible = (weights[0][:, None] * each).sum(0)
+            mixed += int((weights[0] > 0.05).sum() > 1 and (each != each[:1]).any())
+            dists, near_ids = avatar.field.nearest_anchors(point[None, None], encoding)
+            embedding = blend_anchors(avatar.anchor_embedding, dists[0], near_ids[0])
+            normal = torch.nn.functional.normalize(blend_anchors(face_normals, dists[0], near_ids[0]), dim=-1)
+            expected.append(alpha * avatar.shading(visible[None], embedding, posed.full_pose[0], normal)[0])
+    expected = torch.stack(expected)
+    hit = every["alpha"] > 0
+    assert hit.sum() > 5 and expected[hit].std() > 1e-3
+    assert mixed > 0  # rays whose vertices see differently: the blend matters
+    torch.testing.assert_close(fast["shading"], expected, rtol=1e-4, atol=1e-5)

@@ -176,23 +176,29 @@ def test_validation_reports(setup):
         run_validation(_config(setup, "experiment=never", "phase=val"))
 
 
-@pytest.mark.parametrize("albedo_at", ["surface", "mesh"])
-def test_albedo_at_the_surface_trains_validates_and_is_checked_on_load(setup, albedo_at):
-    """network.albedo_at: surface (and mesh) trains and validates; a surface checkpoint holds the same tensors as a
-    published one, so loading it under the other setting (which would draw another picture) is refused, naming the
-    key. A mesh avatar's texture starts from the training images unprojected onto the mesh (texture_init: images):
-    the baseline's colours, which its two steps move only a little."""
-    train(_config(setup, f"experiment={albedo_at}", "train.maxiter=2", f"network.albedo_at={albedo_at}"))
-    summary = run_validation(_config(setup, f"experiment={albedo_at}", "phase=val", f"network.albedo_at={albedo_at}",
-                                     "data.eval_skip=1", "data.max_frames=1"))
+@pytest.mark.parametrize("albedo_at, shading_at", [("surface", "samples"), ("mesh", "samples"), ("surface", "surface")])
+def test_albedo_at_the_surface_trains_validates_and_is_checked_on_load(setup, albedo_at, shading_at):
+    """network.albedo_at: surface (and mesh, and shading_at: surface) trains and validates; a surface checkpoint
+    holds the same tensors as a published one, so loading it under the other setting (which would draw another
+    picture) is refused, naming the key (shading_at too: 16 shadow rays give SelF the published input width). A
+    mesh avatar's texture starts from the training images unprojected onto the mesh (texture_init: images): the
+    baseline's colours, which its two steps move only a little."""
+    name = f"{albedo_at}_{shading_at}"
+    settings = [f"network.albedo_at={albedo_at}", f"network.shading_at={shading_at}", "network.shadow_rays=16"]
+    train(_config(setup, f"experiment={name}", "train.maxiter=2", *settings))
+    summary = run_validation(_config(setup, f"experiment={name}", "phase=val", *settings, "data.eval_skip=1",
+                                     "data.max_frames=1"))
     assert summary["frames"] == 1 and np.isfinite(summary["psnr"]) and 0 <= summary["albedo_error"] < 1
-    with pytest.raises(ValueError, match=f"trained with network.albedo_at={albedo_at}, this config says samples"):
-        run_validation(_config(setup, f"experiment={albedo_at}", "phase=val", "data.eval_skip=1", "data.max_frames=1"))
+    key, value = ("shading_at", shading_at) if shading_at != "samples" else ("albedo_at", albedo_at)
+    with pytest.raises(ValueError, match=f"trained with network.{key}={value}, this config says samples"):
+        run_validation(_config(setup, f"experiment={name}", "phase=val", f"network.albedo_at={albedo_at}",
+                               "data.eval_skip=1", "data.max_frames=1") if key == "shading_at" else
+                       _config(setup, f"experiment={name}", "phase=val", "data.eval_skip=1", "data.max_frames=1"))
     if albedo_at == "mesh":
         from handavatar.baseline.evaluate import image_colours
 
         config = _config(setup, "network.albedo_at=mesh")
-        logits = torch.load(setup / "runs" / "mesh" / "latest.tar", weights_only=True)["network"]["texture.logits"]
+        logits = torch.load(setup / "runs" / name / "latest.tar", weights_only=True)["network"]["texture.logits"]
         images = torch.from_numpy(image_colours(config, progress=False)).float()
         assert images.std(0).min() > 0.02  # the capture's colours vary over the hand
         # Adam moves each logit by at most ~lr per step

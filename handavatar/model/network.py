@@ -8,7 +8,10 @@ albedo field and SelF's shading at every ray sample, composited front to back.
 Each branch can be switched off for ablations: without the deformer the template is used as is; without SelF the
 shading is 1 (colour = albedo). With `albedo_at='surface'` (not in the paper) the albedo is looked up once per ray,
 at its expected surface point, instead of at every sample (`handavatar.render.surface`); with `albedo_at='mesh'`,
-in a texture on MANO-HD's vertices where the ray meets the posed mesh (`handavatar.model.texture`).
+in a texture on MANO-HD's vertices where the ray meets the posed mesh (`handavatar.model.texture`). With
+`shading_at='surface'` (not in the paper) SelF too runs once per ray, at that point, and sees the visibility of
+shadow rays traced on the posed mesh instead of the part occupancies along the camera ray
+(`handavatar.render.shadows`).
 
 The renderers live in `handavatar.render` and see the avatar through `pose_field` (callables over its networks);
 its `options` (a `RenderOptions`: renderer, samples, sampling, band, ...) choose how it is drawn, and
@@ -21,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from smplx import MANO, MANOOutput
+from smplx.joint_names import NUM_JOINTS
 from pairof import PairOF, PairOFEncoding
 from handavatar.model.albedo import AlbedoField, blend_anchors
 from handavatar.model.deformer import Deformer
@@ -32,11 +36,13 @@ from handavatar.render.band import BandCache, measure_band
 from handavatar.render.field import PartBoxes, PoseField
 from handavatar.render.options import RenderOptions
 from handavatar.render.rays import render_rays
+from handavatar.render.shadows import interpolated_visibility, sphere_directions
 from handavatar.render.surface import mesh_lookup, onto_anchor_planes
 
-__all__ = ["HandAvatar", "ALBEDO_AT"]
+__all__ = ["HandAvatar", "ALBEDO_AT", "SHADING_AT"]
 
 ALBEDO_AT = ("samples", "surface", "plane", "mesh")
+SHADING_AT = ("samples", "surface")
 
 
 class HandAvatar(nn.Module):
@@ -57,14 +63,20 @@ class HandAvatar(nn.Module):
             face; 'mesh': as 'surface', the albedo from a texture on MANO-HD's vertices (`texture`, a
             `VertexTexture`, instead of the albedo field), interpolated where the ray meets the posed mesh within
             `mesh_reach` (dm) of that point (`mesh_lookup`).
-        mesh_reach: albedo_at 'mesh': how far (dm) along the ray the mesh hit may lie from the expected surface point.
+        mesh_reach: albedo_at 'mesh' and shading_at 'surface': how far (dm) along the ray the mesh hit may lie from
+            the expected surface point.
+        shading_at: 'samples': SelF at every ray sample, composited (published); 'surface': SelF once per ray, at
+            its expected surface point (needs an albedo_at other than 'samples'), its part-occupancy input replaced
+            by the visibility of `shadow_rays` directions (`sphere_directions`) from the posed mesh's vertices
+            around the point (`mesh_lookup`), interpolated (`interpolated_visibility`).
         options: how the avatar is rendered (renderer, samples per ray, sampling, the fast renderer's group,
             tolerance and band); `render` and `render_rays` take others for one call.
     """
 
     def __init__(self, hand: MANO, field: PairOF, *, deformer: bool = True, shading: bool = True,
                  shading_normal: bool = False, code_dim: int = 128, anchor_levels: int = 3,
-                 albedo_at: str = "samples", mesh_reach: float = 0.05, options: RenderOptions = RenderOptions()):
+                 albedo_at: str = "samples", mesh_reach: float = 0.05, shading_at: str = "samples",
+                 shadow_rays: int = 64, options: RenderOptions = RenderOptions()):
         super().__init__()
         self.hand = hand.requires_grad_(False)
         self.field = field
@@ -77,10 +89,18 @@ class HandAvatar(nn.Module):
         self.mesh_reach = mesh_reach
         # the published anchor embedding: gamma_L(10 x canonical anchor relative to joint 4), i.e. of decimetres
         self.register_buffer("anchor_embedding", positional_encoding(10 * field.anchor_canonical, anchor_levels))
-        self.shading = SelF(anchor_dim=self.anchor_embedding.shape[1], normal=shading_normal) if shading else None
         if albedo_at not in ALBEDO_AT:
             raise ValueError(f"albedo_at {albedo_at!r} is not one of {ALBEDO_AT}")
-        self.albedo_at = albedo_at
+        if shading_at not in SHADING_AT:
+            raise ValueError(f"shading_at {shading_at!r} is not one of {SHADING_AT}")
+        if shading_at == "surface" and (albedo_at == "samples" or not shading):
+            raise ValueError("shading_at 'surface' needs SelF (shading) and an albedo looked up once per ray "
+                             "(albedo_at surface, plane or mesh)")
+        self.albedo_at, self.shading_at = albedo_at, shading_at
+        parts = shadow_rays if shading_at == "surface" else NUM_JOINTS  # SelF's occlusion input: one per part
+        self.shading = SelF(parts, anchor_dim=self.anchor_embedding.shape[1], normal=shading_normal) if shading \
+            else None
+        self.register_buffer("shadow_directions", sphere_directions(shadow_rays), persistent=False)
         self.options = options
         self.bands = BandCache()  # band 'auto': the measured band of the current weights
 
@@ -195,7 +215,7 @@ class HandAvatar(nn.Module):
         (A, 3) `anchor_normals`. With albedo_at 'surface', 'plane' or 'mesh' the samples have no albedo (None): the
         renderers look it up once per ray (`surface_albedo`)."""
         albedo = self.albedo(anchor_dists, anchor_ids) if self.albedo_at == "samples" else None
-        if self.shading is None:
+        if self.shading is None or self.shading_at == "surface":  # 'surface': SelF runs in `surface_albedo`
             return albedo, anchor_dists.new_ones(anchor_dists.shape[0], 1)
         embedding = blend_anchors(self.anchor_embedding, anchor_dists, anchor_ids)
         normal = None
@@ -204,15 +224,33 @@ class HandAvatar(nn.Module):
         return albedo, self.shading(occlusion, embedding, pose, normal)
 
     def surface_albedo(self, origin: Tensor, points: Tensor, directions: Tensor, nearest, posed: MANOOutput,
-                       anchors: Tensor) -> Tensor:
+                       anchors: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """albedo_at 'surface', 'plane' or 'mesh': (H, 3) albedo of rays looked up once, at (H, 3) points on them
         (their expected surface points), model frame (dm); 'plane': moved onto their nearest anchor's face plane;
         'mesh': the texture where the ray from `origin` (3,) along `directions` (H, 3) meets the posed mesh.
         `nearest`: (H, 3) points -> their nearest posed anchors' distances and ids, (H, k) each; `anchors`: (A, 3)
-        the posed anchors."""
+        the posed anchors. With shading_at 'surface', also (H, 1) SelF's shading at the points."""
+        lookup = None
+        if self.albedo_at == "mesh" or self.shading_at == "surface":
+            lookup = mesh_lookup(origin, points, directions, posed.vertices[0], self.hand.output_faces,
+                                 reach=self.mesh_reach)
+        shading = None
+        if self.shading_at == "surface":
+            dists, ids = (t.reshape(points.shape[0], -1) for t in nearest(points))
+            visible = interpolated_visibility(posed.vertices[0], self.hand.output_faces, *lookup,
+                                              self.shadow_directions)
+            normals = self.anchor_normals(posed)
+            normal = None if normals is None else \
+                torch.nn.functional.normalize(blend_anchors(normals, dists, ids), dim=-1)
+            shading = self.shading(visible, blend_anchors(self.anchor_embedding, dists, ids), posed.full_pose[0],
+                                   normal)
+        albedo = self._albedo_once(points, directions, nearest, posed, anchors, lookup)
+        return albedo if shading is None else (albedo, shading)
+
+    def _albedo_once(self, points: Tensor, directions: Tensor, nearest, posed: MANOOutput, anchors: Tensor,
+                     lookup: tuple[Tensor, Tensor] | None) -> Tensor:
         if self.albedo_at == "mesh":
-            return self.texture(*mesh_lookup(origin, points, directions, posed.vertices[0], self.hand.output_faces,
-                                             reach=self.mesh_reach))
+            return self.texture(*lookup)
         if self.albedo_at == "plane":
             first = nearest(points)[1].reshape(points.shape[0], -1)[:, 0]
             points = onto_anchor_planes(points, directions, anchors.detach()[first],

@@ -7,7 +7,8 @@ they run on any field, a test's analytic one included:
 - `reference`: the naive published renderer, its slow twin;
 - `band`: the surface band 'auto' (`measure_band`) and its per-pose cache (`BandCache`);
 - `volume` (compositing), `boxes` (ray / part-box intervals), `anchors` (nearest-anchor index), `surface` (the albedo
-  looked up once per ray), `field` (`PoseField`, `PartBoxes`).
+  looked up once per ray, and where a ray meets the posed mesh), `shadows` (shadow-ray visibility on the posed mesh,
+  for the shading at the surface), `field` (`PoseField`, `PartBoxes`).
 
 Imports torch, numpy, scipy and smplx (the inside test, ray casting, Rodrigues); never handavatar.model, which
 imports this package (`HandAvatar.pose_field` builds the `PoseField`).

@@ -49,7 +49,8 @@ class PoseField:
             and (N, 1) shading.
         surface_albedo: None: the albedo is composited from the samples (published); else the albedo of a ray is
             looked up once, at its expected surface point: (3,) ray origin, (H, 3) points, (H, 3) their rays'
-            directions, and the renderer's nearest-anchor search ((H, 3) -> (H, k), (H, k)) -> (H, 3) albedo
+            directions, and the renderer's nearest-anchor search ((H, 3) -> (H, k), (H, k)) -> (H, 3) albedo, or the
+            albedo and (H, 1) the shading there, which then replaces the composited one
             (`handavatar.render.surface.composite_surface_albedo`).
     """
 
@@ -61,4 +62,4 @@ class PoseField:
     occupancy: Callable[[Tensor, tuple[Tensor, Tensor] | None, bool], tuple[Tensor, Tensor]]
     nearest_anchors: Callable[[Tensor], tuple[Tensor, Tensor]]
     appearance: Callable[[Tensor, Tensor, Tensor], tuple[Tensor | None, Tensor]]
-    surface_albedo: Callable[[Tensor, Tensor, Tensor, Callable], Tensor] | None = None
+    surface_albedo: Callable[[Tensor, Tensor, Tensor, Callable], Tensor | tuple[Tensor, Tensor]] | None = None

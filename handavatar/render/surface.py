@@ -127,18 +127,28 @@ def composite_surface_albedo(albedo_of: Callable[[Tensor, Tensor], Tensor], orig
 
     Args:
         albedo_of: (H, 3) points, model frame (dm), and (H, 3) their rays' directions -> (H, 3) albedo in [0, 1]
-            (the avatar's albedo field at the points' nearest posed anchors, or at `onto_anchor_planes` of them).
+            (the avatar's albedo field at the points' nearest posed anchors, or at `onto_anchor_planes` of them),
+            or a pair: the albedo and (H, 1) the shading at the points (`network.shading_at: surface`), which then
+            replaces the composited shading as a shading constant along each ray: alpha x shading(x_s).
         origin: (3,); directions: (R, 3), camera z = 1.
         shading: (R, 1) composited shading sum_i w_i shading_i; depth: (R, 1) composited depth; alpha: (R,).
         background: (3,) or (R, 3) colour behind the hand.
 
     Returns:
         'rgb': (R, 3) albedo(x_s) shading + (1 - alpha) background; 'albedo': (R, 3) alpha albedo(x_s) + (1 - alpha)
-        background; rays with alpha 0 are background and the field is not asked about them.
+        background; rays with alpha 0 are background and the field is not asked about them. With the shading at
+        the points, also 'shading': (R, 1) alpha shading(x_s).
     """
     points, hit = expected_surface_points(origin, directions, depth, alpha)
     albedo = shading.new_zeros(shading.shape[0], 3)
+    result = {}
     if hit.any():
-        albedo = albedo.index_put((hit,), albedo_of(points, directions[hit].detach()).to(albedo.dtype))
+        found = albedo_of(points, directions[hit].detach())
+        if isinstance(found, tuple):
+            found, at_surface = found
+            shading = alpha[:, None] * shading.new_zeros(shading.shape[0], 1).index_put(
+                (hit,), at_surface.to(shading.dtype))
+            result["shading"] = shading
+        albedo = albedo.index_put((hit,), found.to(albedo.dtype))
     behind = (1 - alpha)[:, None] * background
-    return {"rgb": albedo * shading + behind, "albedo": alpha[:, None] * albedo + behind}
+    return {**result, "rgb": albedo * shading + behind, "albedo": alpha[:, None] * albedo + behind}

@@ -1,0 +1,79 @@
+"""Ray-traced visibility on the posed hand's surface, the input of the shading at the surface (not in the paper;
+`network.shading_at: surface`).
+
+SelF (reference §4.3) sees how much of each part the camera ray has passed through: a proxy for self-occlusion that
+cannot say whether a light off the camera's axis reaches a point (a finger's cast shadow on the palm). Here every
+vertex of the posed MANO-HD that a ray's surface point uses casts shadow rays in K fixed directions of the model
+frame (oriented as the camera), and the point takes its vertices' visibility, interpolated barycentrically: which
+directions leave the hand, smooth over the surface. With the lights fixed to the camera rig, as in a capture
+studio, a light's cast shadow and its n.l term are functions of that visibility the shading network can learn.
+
+    directions = sphere_directions(64)                                          # (K, 3) unit, model frame
+    visible = interpolated_visibility(vertices, faces, vertex_ids, weights, directions)   # mesh_lookup's ids, weights
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from smplx.utils.raycast import EmbreeMesh
+
+__all__ = ["sphere_directions", "vertex_normals", "visibility", "interpolated_visibility"]
+
+
+def sphere_directions(count: int) -> Tensor:
+    """(K, 3) unit vectors spread evenly over the sphere (a Fibonacci lattice, float32, deterministic)."""
+    i = torch.arange(count, dtype=torch.float64) + 0.5
+    z = 1 - 2 * i / count
+    radius = (1 - z * z).clamp_min(0).sqrt()
+    angle = i * math.pi * (3 - math.sqrt(5))
+    return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle), z], 1).float()
+
+
+def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """(V, 3) unit area-weighted vertex normals of a mesh whose (F, 3) faces wind counter-clockwise from outside."""
+    corners = vertices[faces]
+    face_normals = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=-1)
+    normals = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), face_normals.repeat_interleave(3, 0))
+    return torch.nn.functional.normalize(normals, dim=-1)
+
+
+def visibility(vertices: Tensor, faces: Tensor, points: Tensor, normals: Tensor, directions: Tensor, *,
+               offset: float = 2e-3) -> Tensor:
+    """Which shadow rays from surface points leave the mesh (Embree, float32).
+
+    Args:
+        vertices: (V, 3) the posed mesh, faces: (F, 3); model frame, dm.
+        points, normals: (H, 3) surface points and their unit normals.
+        directions: (K, 3) unit shadow-ray directions.
+        offset: the rays start this far (dm) off the surface along the normal, so that they do not hit the
+            triangles they start on (0.2 mm).
+
+    Returns:
+        (H, K) 1 where the ray o + t d, t > 0, meets no triangle, else 0 (rays into the surface meet it), on the
+        points' device and dtype, detached.
+    """
+    if points.shape[0] == 0:
+        return points.new_zeros(0, directions.shape[0])
+    mesh = EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())
+    start = (points.detach() + offset * normals.detach()).cpu().double().numpy()
+    ray = directions.detach().cpu().double().numpy()
+    count = len(ray)
+    blocked = mesh.occluded(np.repeat(start, count, axis=0), np.tile(ray, (len(start), 1)))
+    return torch.from_numpy(~blocked.reshape(len(start), count)).to(device=points.device, dtype=points.dtype)
+
+
+def interpolated_visibility(vertices: Tensor, faces: Tensor, vertex_ids: Tensor, weights: Tensor, directions: Tensor,
+                            *, offset: float = 2e-3) -> Tensor:
+    """The `visibility` of the mesh's vertices (from each vertex, `offset` off the surface along its normal),
+    interpolated with (H, 3) barycentric `weights` of (H, 3) `vertex_ids` (`mesh_lookup`): (H, K) in [0, 1]. Only
+    the vertices the points use are traced."""
+    used, inverse = torch.unique(vertex_ids, return_inverse=True)
+    vertices = vertices.detach()
+    table = visibility(vertices, faces, vertices[used], vertex_normals(vertices, faces)[used], directions,
+                       offset=offset)
+    return (weights[..., None].to(table.dtype) * table[inverse]).sum(1)
