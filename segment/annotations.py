@@ -2,9 +2,10 @@
 
 A subject is '<split>/Capture<N>/<sequence>' (all cameras, as the published configs use it) or
 '<split>/Capture<N>/<sequence>/cam<id>' (one camera). The four JSON files of the split are read once and indexed by
-(capture, frame, camera); nothing of another split is held. Frames that cannot be used are counted by reason, never
-silently dropped. Each frame also keeps its annotation's position in data.json, the order in which the published loader
-reads the frames (and takes every skip-th of them).
+(capture, sequence), so that selecting a subject reads its own frames only; nothing of another split is held. One
+`SplitAnnotations` serves every subject of its split (segment.preprocess reads a split once for all its subjects).
+Frames that cannot be used are counted by reason, never silently dropped. Each frame also keeps its annotation's
+position in data.json, the order in which the published loader reads the frames (and takes every skip-th of them).
 """
 
 from __future__ import annotations
@@ -126,8 +127,13 @@ class SplitAnnotations:
         self.cameras = _read_json(files["camera"])
         self.joint_3d = _read_json(files["joint_3d"])
         self.mano = _read_json(files["MANO_NeuralAnnot"])
-        self.index = {(int(i["capture"]), int(i["frame_idx"]), str(i["camera"])): image_id
-                      for image_id, i in self.images.items()}
+        # image ids by (capture, sequence), each list in (frame, camera) order: a subject reads its own frames only
+        self.sequences: dict[tuple[int, str], list[tuple[int, str, int]]] = {}
+        for image_id, image in self.images.items():
+            self.sequences.setdefault((int(image["capture"]), image["seq_name"]), []).append(
+                (int(image["frame_idx"]), str(image["camera"]), image_id))
+        for entries in self.sequences.values():
+            entries.sort()
 
     def frames(self, subject: Subject, hand: str = "right") -> tuple[list[FrameRecord], Counter]:
         """The frames of a subject that have everything a hand avatar needs, in (frame, camera) order (each with its
@@ -146,11 +152,11 @@ class SplitAnnotations:
         capture = str(subject.capture)
         rejected: Counter = Counter()
         records = []
-        for (cap, frame_idx, camera), image_id in sorted(self.index.items()):
-            image = self.images[image_id]
-            if cap != subject.capture or image["seq_name"] != subject.seq_name or (
-                    subject.camera is not None and camera != subject.camera):
+        cap = subject.capture
+        for frame_idx, camera, image_id in self.sequences.get((cap, subject.seq_name), ()):
+            if subject.camera is not None and camera != subject.camera:
                 continue
+            image = self.images[image_id]
             ann = self.annotations.get(image_id)
             if ann is None:
                 rejected["no annotation"] += 1

@@ -141,11 +141,14 @@ class AnnotationCache:
 
 
 def build_cache(root: str | Path, subject: Subject, *, hand: str = "right", model: str | None = None,
-                bbox_offset: float = 0.01, workers: int = 4, progress: bool = True) -> tuple[AnnotationCache, Counter]:
+                bbox_offset: float = 0.01, workers: int = 4, progress: bool = True,
+                annotations: SplitAnnotations | None = None) -> tuple[AnnotationCache, Counter]:
     """Select, filter and pose the frames of a subject, and save the cache.
 
     Args:
         bbox_offset: margin added to each side of the posed mesh's 3D box (dm; the published 0.01).
+        annotations: the subject's split, already read (to build several subjects' caches from one reading);
+            None: read it here.
 
     Returns:
         The cache and the count of skipped frames by reason.
@@ -155,7 +158,9 @@ def build_cache(root: str | Path, subject: Subject, *, hand: str = "right", mode
     """
     root = Path(root)
     layer = create_model(root, model, hand=hand)
-    records, rejected = SplitAnnotations(root, subject.split).frames(subject, hand)
+    if annotations is None or (annotations.root, annotations.split) != (root, subject.split):
+        annotations = SplitAnnotations(root, subject.split)
+    records, rejected = annotations.frames(subject, hand)
     with ThreadPoolExecutor(max(workers, 1)) as pool:
         reasons = list(tqdm(pool.map(lambda r: _image_checks(root, subject.split, r), records), total=len(records),
                             desc=f"checking {subject}", unit="frame", disable=not progress))
@@ -213,13 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    for text in args.subject:
-        subject = Subject.parse(text)
-        cache, rejected = build_cache(args.root, subject, hand=args.hand, model=args.model,
-                                      bbox_offset=args.bbox_offset, workers=args.workers, progress=not args.quiet)
-        print(f"{subject}: {len(cache)} frames kept, {sum(rejected.values())} skipped" +
-              "".join(f"\n  {n:6d}  {reason}" for reason, n in rejected.most_common()))
-        print(f"wrote {cache_path(args.root, subject, args.hand)}")
+    subjects = [Subject.parse(text) for text in args.subject]
+    for split in dict.fromkeys(s.split for s in subjects):  # one split at a time, its files read once
+        annotations = SplitAnnotations(args.root, split)
+        for subject in [s for s in subjects if s.split == split]:
+            cache, rejected = build_cache(args.root, subject, hand=args.hand, model=args.model,
+                                          bbox_offset=args.bbox_offset, workers=args.workers,
+                                          progress=not args.quiet, annotations=annotations)
+            print(f"{subject}: {len(cache)} frames kept, {sum(rejected.values())} skipped" +
+                  "".join(f"\n  {n:6d}  {reason}" for reason, n in rejected.most_common()))
+            print(f"wrote {cache_path(args.root, subject, args.hand)}")
     return 0
 
 

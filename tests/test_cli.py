@@ -57,7 +57,7 @@ def test_bugs_keep_their_traceback(w, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise ValueError("an internal value went wrong")
 
-    monkeypatch.setattr(segment.preprocess, "build_cache", broken)
+    monkeypatch.setattr(segment.preprocess, "SplitAnnotations", broken)
     with pytest.raises(ValueError, match="an internal value went wrong"):
         segment.preprocess.main(["--root", str(w), "--subject", "test/Capture0/ROM04_RT_Occlusion"])
     assert "error:" not in capsys.readouterr().err
