@@ -11,7 +11,9 @@ Up-to-date rules:
   and one that reruns with byte-identical outputs does not;
 - a stage that starts on new inputs (never ran here, command or inputs changed, or forced) first removes its `fresh`
   paths (run folders, checkpoints), so a trainer does not resume a checkpoint made for other inputs; a stage whose
-  last run was interrupted on the same inputs keeps them, and the command resumes (trainers from their checkpoints).
+  last run was interrupted on the same inputs keeps them, and the command resumes (trainers from their checkpoints);
+- before a stage runs, the half-written temporary files that killed runs left next to its outputs are removed
+  (`smplx.utils.fileio.remove_stale_temporaries`: only those of processes no longer running).
 Source code is not an input: after changing code, force the stages it affects.
 
 Every stage's output goes to the terminal and to `<state>/logs/<stage>.log`; `<state>/summary.md` and `summary.json`
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from smplx.utils.cli import InputError
+from smplx.utils.fileio import remove_stale_temporaries
 
 __all__ = ["Stage", "Decision", "StageRecord", "StageRunner", "StageFailed", "summary_table", "format_plan"]
 
@@ -276,6 +279,9 @@ class StageRunner:
         if decision.clean:
             for path in stage.fresh:
                 self._remove(path)
+        for folder in {(self.root / p).parent for p in (*stage.outputs, *stage.fresh)}:
+            if folder.is_dir() and (folder == self.root or self.root in folder.parents):
+                remove_stale_temporaries(folder, tree=True)  # a killed run's half-written files (their pid is dead)
         shown = display_command(stage.command)
         self._write_stamp(stage, state="running", inputs=inputs)
         print(f"$ {shown}", file=self.echo, flush=True)

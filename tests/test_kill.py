@@ -212,8 +212,8 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
 @pytest.mark.kill
 def test_synthetic_capture_survives_kills(tmp_path):
     """The synthetic capture (one worker) killed inside its 5th and 12th image writes and at a random moment, and
-    run on a full disk (a file-size limit of half its smallest image: it fails at the next image, mask or ground-truth picture it writes), then
-    rerun: every file it writes is byte for byte that of an uninterrupted run."""
+    run on a full disk (a file-size limit of half its smallest image: it fails at the next image, mask or ground-truth
+    picture it writes), then rerun: every file it writes is byte for byte that of an uninterrupted run."""
     args = ["segment.synthetic", "--model", "open_hand", "--train-frames", "5", "--eval-frames", "2", "--cameras",
             "2", "--seed", "3", "--workers", "1", "--quiet"]
     straight = _run(["-m", *args, "--out", str(tmp_path / "straight")])
