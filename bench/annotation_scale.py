@@ -127,11 +127,11 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
     return q if np.linalg.det(q) > 0 else -q
 
 
-def link_subject_images(root: Path, split: str) -> int:
-    """One hand picture and its mask, linked under the file name of every image of the subject; returns how many."""
-    with open(annotation_path(root, split, "data")) as f:
-        names = [i["file_name"] for i in json.load(f)["images"] if i["capture"] == 0
-                 and i["seq_name"] == SUBJECT_SEQUENCE]
+def link_subject_images(root: Path, split: str, *, cameras: int, frames: int) -> int:
+    """One hand picture and its mask, linked under the file name of every image of the subject (the first sequence of
+    Capture0 as `write_split` writes it: `frames` frames x `cameras` cameras); returns how many."""
+    names = [image_file_name(0, SUBJECT_SEQUENCE, str(400000 + 2 * k), 10001 + f) for f in range(frames)
+             for k in range(cameras)]
     yy, xx = np.mgrid[:HEIGHT, :WIDTH]
     inside = ((xx - 165) / 70) ** 2 + ((yy - 230) / 90) ** 2 <= 1
     picture = np.where(inside[..., None], [200, 150, 120], [40, 60, 80]).astype(np.uint8)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         per_sequence = write_split(args.out, args.split, args.images, captures=args.captures, cameras=args.cameras,
                                    sequences=args.sequences)
-        linked = link_subject_images(args.out, args.split)
+        linked = link_subject_images(args.out, args.split, cameras=args.cameras, frames=per_sequence)
         manifest.write_text(json.dumps(settings))
         print(f"wrote {args.images:,} images' annotations ({per_sequence} frames x {args.cameras} cameras per "
               f"sequence) and linked {linked:,} subject images in {time.perf_counter() - start:.0f} s")

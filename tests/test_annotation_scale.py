@@ -46,8 +46,8 @@ def test_generated_split_is_read_and_each_subject_selects_its_own_frames(tmp_pat
 def test_preprocess_reads_a_split_once_for_all_its_subjects(tmp_path, monkeypatch):
     """Two subjects of one split on one command line: each annotation file is read once, and each cache equals the
     one built for that subject alone."""
-    write_split(tmp_path, "test", 48, captures=1, cameras=2, sequences=2)
-    link_subject_images(tmp_path, "test")
+    frames = write_split(tmp_path, "test", 48, captures=1, cameras=2, sequences=2)
+    assert link_subject_images(tmp_path, "test", cameras=2, frames=frames) == 24
     reads, real_read = Counter(), segment.annotations._read_json
 
     def counted(path):
