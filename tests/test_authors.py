@@ -217,3 +217,16 @@ def test_lbs_weights_of_another_model_are_named(ours, theirs, tmp_path):
     with pytest.raises(ValueError, match=r"shape \(10, 16\)"):
         import_authors(_config(work), tmp_path / "out", field=settings,
                        **{**theirs, "lbs_weights": tmp_path / "lbs.pth"})
+
+
+def test_an_avatar_with_a_vertex_texture_has_no_authors_equivalent(ours, tmp_path):
+    """network.albedo_at=mesh keeps the albedo in a vertex texture, which the authors' Network cannot hold: the
+    export names the checkpoint and the setting (InputError: one error line, exit 2, from the CLI)."""
+    work, _, _ = ours
+    config = _config(work, "network.albedo_at=mesh")
+    avatar = build_avatar(config, torch.device("cpu"))
+    latest = tmp_path / "latest.tar"
+    torch.save({"iter": 1, "network": avatar.state_dict(), "optimizer": {},
+                "config": json.dumps(config_to_dict(config))}, latest)
+    with pytest.raises(InputError, match=r"latest.tar keeps its albedo in a vertex texture \(network.albedo_at=mesh\)"):
+        export_authors(config, tmp_path / "theirs", **_files(work, latest))
