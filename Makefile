@@ -35,8 +35,8 @@ viewer/dist/viewer.js: viewer/package.json viewer/package-lock.json viewer/src/v
 test: install
 	$(PY) -m pytest -q -m "not kill" tests
 
-# The kill tests (tests/test_kill.py: trainers and the synthetic capture killed with SIGKILL and rerun; ~1.5 min on
-# 2 cores): CI runs them after `make test`.
+# The kill tests (tests/test_kill.py: trainers and the synthetic capture, tests/test_demo_kill.py: the demo runner,
+# killed with SIGKILL and rerun; several minutes on 2 cores): CI runs them after `make test`.
 test-kill: install
 	$(PY) -m pytest -q -m kill tests
 

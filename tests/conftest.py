@@ -4,8 +4,9 @@ from tests.hand_fixtures import SMALL_CAPTURE, make_tube_model, mirror_model
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "kill: trainers killed with SIGKILL and rerun (tests/test_kill.py; about a "
-                                       "minute each on 2 cores); deselect with -m 'not kill'")
+    config.addinivalue_line("markers", "kill: trainers, the synthetic capture and the demo runner killed with "
+                                       "SIGKILL and rerun (tests/test_kill.py, tests/test_demo_kill.py; minutes on 2 "
+                                       "cores); deselect with -m 'not kill'")
 
 
 @pytest.fixture(scope="session")
