@@ -602,7 +602,7 @@ def test_shading_at_the_surface_matches_a_per_ray_loop(parts):
     above), each of those vertices' shadow rays by Moller-Trumbore against every triangle, their barycentric
     blend, and SelF on it with the anchors' blended embedding and normal, times alpha."""
     from handavatar.model.albedo import blend_anchors
-    from handavatar.render.shadows import vertex_normals
+    from smplx.mesh import vertex_normals
     from handavatar.render.surface import mesh_lookup
 
     hand, sample = parts

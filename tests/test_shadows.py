@@ -4,7 +4,8 @@ closed forms and a Moller-Trumbore loop over every triangle."""
 import torch
 
 import smplx
-from handavatar.render.shadows import interpolated_visibility, sphere_directions, vertex_normals, visibility
+from smplx.mesh import vertex_normals
+from handavatar.render.shadows import interpolated_visibility, sphere_directions, visibility
 from tests.test_avatar_network import _first_hit_by_hand
 
 CUBE_VERTICES = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0],

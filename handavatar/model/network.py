@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from smplx import MANO, MANOOutput
 from smplx.joint_names import NUM_JOINTS
+from smplx.utils.raycast import EmbreeMesh
 from pairof import PairOF, PairOFEncoding
 from handavatar.model.albedo import AlbedoField, blend_anchors
 from handavatar.model.deformer import Deformer
@@ -43,6 +44,14 @@ __all__ = ["HandAvatar", "ALBEDO_AT", "SHADING_AT"]
 
 ALBEDO_AT = ("samples", "surface", "plane", "mesh")
 SHADING_AT = ("samples", "surface")
+
+
+def _blended_normal(normals: Tensor | None, anchor_dists: Tensor, anchor_ids: Tensor) -> Tensor | None:
+    """(A, 3) anchor normals blended over (N, k) nearest anchors and normalised -> (N, 3); None stays None (SelF
+    without normals)."""
+    if normals is None:
+        return None
+    return torch.nn.functional.normalize(blend_anchors(normals, anchor_dists, anchor_ids), dim=-1)
 
 
 class HandAvatar(nn.Module):
@@ -218,10 +227,7 @@ class HandAvatar(nn.Module):
         if self.shading is None or self.shading_at == "surface":  # 'surface': SelF runs in `surface_albedo`
             return albedo, anchor_dists.new_ones(anchor_dists.shape[0], 1)
         embedding = blend_anchors(self.anchor_embedding, anchor_dists, anchor_ids)
-        normal = None
-        if normals is not None:
-            normal = torch.nn.functional.normalize(blend_anchors(normals, anchor_dists, anchor_ids), dim=-1)
-        return albedo, self.shading(occlusion, embedding, pose, normal)
+        return albedo, self.shading(occlusion, embedding, pose, _blended_normal(normals, anchor_dists, anchor_ids))
 
     def surface_albedo(self, origin: Tensor, points: Tensor, directions: Tensor, nearest, posed: MANOOutput,
                        anchors: Tensor) -> Tensor | tuple[Tensor, Tensor]:
@@ -230,20 +236,17 @@ class HandAvatar(nn.Module):
         'mesh': the texture where the ray from `origin` (3,) along `directions` (H, 3) meets the posed mesh.
         `nearest`: (H, 3) points -> their nearest posed anchors' distances and ids, (H, k) each; `anchors`: (A, 3)
         the posed anchors. With shading_at 'surface', also (H, 1) SelF's shading at the points."""
-        lookup = None
+        lookup = scene = None
+        vertices, faces = posed.vertices[0], self.hand.output_faces
         if self.albedo_at == "mesh" or self.shading_at == "surface":
-            lookup = mesh_lookup(origin, points, directions, posed.vertices[0], self.hand.output_faces,
-                                 reach=self.mesh_reach)
+            scene = EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())  # once for both
+            lookup = mesh_lookup(origin, points, directions, vertices, faces, reach=self.mesh_reach, mesh=scene)
         shading = None
         if self.shading_at == "surface":
             dists, ids = (t.reshape(points.shape[0], -1) for t in nearest(points))
-            visible = interpolated_visibility(posed.vertices[0], self.hand.output_faces, *lookup,
-                                              self.shadow_directions)
-            normals = self.anchor_normals(posed)
-            normal = None if normals is None else \
-                torch.nn.functional.normalize(blend_anchors(normals, dists, ids), dim=-1)
+            visible = interpolated_visibility(vertices, faces, *lookup, self.shadow_directions, mesh=scene)
             shading = self.shading(visible, blend_anchors(self.anchor_embedding, dists, ids), posed.full_pose[0],
-                                   normal)
+                                   _blended_normal(self.anchor_normals(posed), dists, ids))
         albedo = self._albedo_once(points, directions, nearest, posed, anchors, lookup)
         return albedo if shading is None else (albedo, shading)
 

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from smplx.mesh import vertex_normals
 from smplx.utils.raycast import EmbreeMesh
 
-__all__ = ["sphere_directions", "vertex_normals", "visibility", "interpolated_visibility"]
+__all__ = ["sphere_directions", "visibility", "interpolated_visibility"]
 
 
 def sphere_directions(count: int) -> Tensor:
@@ -34,16 +35,8 @@ def sphere_directions(count: int) -> Tensor:
     return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle), z], 1).float()
 
 
-def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
-    """(V, 3) unit area-weighted vertex normals of a mesh whose (F, 3) faces wind counter-clockwise from outside."""
-    corners = vertices[faces]
-    face_normals = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=-1)
-    normals = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), face_normals.repeat_interleave(3, 0))
-    return torch.nn.functional.normalize(normals, dim=-1)
-
-
 def visibility(vertices: Tensor, faces: Tensor, points: Tensor, normals: Tensor, directions: Tensor, *,
-               offset: float = 2e-3) -> Tensor:
+               offset: float = 2e-3, mesh: EmbreeMesh | None = None) -> Tensor:
     """Which shadow rays from surface points leave the mesh (Embree, float32).
 
     Args:
@@ -52,6 +45,7 @@ def visibility(vertices: Tensor, faces: Tensor, points: Tensor, normals: Tensor,
         directions: (K, 3) unit shadow-ray directions.
         offset: the rays start this far (dm) off the surface along the normal, so that they do not hit the
             triangles they start on (0.2 mm).
+        mesh: the Embree scene of (vertices, faces), when the caller has built it already.
 
     Returns:
         (H, K) 1 where the ray o + t d, t > 0, meets no triangle, else 0 (rays into the surface meet it), on the
@@ -59,7 +53,7 @@ def visibility(vertices: Tensor, faces: Tensor, points: Tensor, normals: Tensor,
     """
     if points.shape[0] == 0:
         return points.new_zeros(0, directions.shape[0])
-    mesh = EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())
+    mesh = mesh or EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())
     start = (points.detach() + offset * normals.detach()).cpu().double().numpy()
     ray = directions.detach().cpu().double().numpy()
     count = len(ray)
@@ -68,12 +62,12 @@ def visibility(vertices: Tensor, faces: Tensor, points: Tensor, normals: Tensor,
 
 
 def interpolated_visibility(vertices: Tensor, faces: Tensor, vertex_ids: Tensor, weights: Tensor, directions: Tensor,
-                            *, offset: float = 2e-3) -> Tensor:
+                            *, offset: float = 2e-3, mesh: EmbreeMesh | None = None) -> Tensor:
     """The `visibility` of the mesh's vertices (from each vertex, `offset` off the surface along its normal),
     interpolated with (H, 3) barycentric `weights` of (H, 3) `vertex_ids` (`mesh_lookup`): (H, K) in [0, 1]. Only
-    the vertices the points use are traced."""
+    the vertices the points use are traced; `mesh`: as `visibility`."""
     used, inverse = torch.unique(vertex_ids, return_inverse=True)
     vertices = vertices.detach()
     table = visibility(vertices, faces, vertices[used], vertex_normals(vertices, faces)[used], directions,
-                       offset=offset)
+                       offset=offset, mesh=mesh)
     return (weights[..., None].to(table.dtype) * table[inverse]).sum(1)

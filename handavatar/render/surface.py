@@ -81,7 +81,7 @@ def onto_anchor_planes(points: Tensor, directions: Tensor, anchors: Tensor, norm
 
 
 def mesh_lookup(origin: Tensor, points: Tensor, directions: Tensor, vertices: Tensor, faces: Tensor, *,
-                reach: float = 0.05, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+                reach: float = 0.05, chunk: int = 1024, mesh: EmbreeMesh | None = None) -> tuple[Tensor, Tensor]:
     """Where rays meet a triangle mesh near given points on them, as vertex ids and barycentric weights.
 
     Each ray o + t d is cast from the origin (Embree, float32); where its first hit on the mesh lies within `reach`
@@ -95,6 +95,7 @@ def mesh_lookup(origin: Tensor, points: Tensor, directions: Tensor, vertices: Te
         vertices: (V, 3) the posed mesh; faces: (F, 3) vertex indices.
         reach: how far (dm) a hit may lie from the point along the ray.
         chunk: points per nearest-vertex search.
+        mesh: the Embree scene of (vertices, faces), when the caller has built it already.
 
     Returns:
         vertex_ids: (H, 3) int64; weights: (H, 3) barycentrics (rows sum to 1), on the points' device, detached.
@@ -102,7 +103,7 @@ def mesh_lookup(origin: Tensor, points: Tensor, directions: Tensor, vertices: Te
     device = points.device
     start = origin.detach().expand_as(points).cpu().double().numpy()
     ray = directions.detach().cpu().double().numpy()
-    mesh = EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())
+    mesh = mesh or EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())
     face, bary, t = mesh.intersect(start, ray)
     length = np.linalg.norm(ray, axis=1)
     along = ((points.detach().cpu().double().numpy() - start) * ray).sum(1) / length ** 2  # the point's t
