@@ -21,6 +21,7 @@ from smplx.manohd.skinning import load_lbs_weights
 from smplx.utils.torchfile import read_torch_file
 from pairof import load_pairof
 from handavatar.config import AvatarConfig
+from handavatar.fidelity import warn_unpublished_inputs
 from handavatar.model import HandAvatar
 from handavatar.render.options import RenderOptions
 
@@ -28,12 +29,14 @@ __all__ = ["build_avatar", "load_avatar", "render_options"]
 
 
 def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
-    """MANO-HD with its skinning weights, the pretrained PairOF for them, and fresh avatar networks.
+    """MANO-HD with its skinning weights, the pretrained PairOF for them, and fresh avatar networks. Under
+    `fidelity: published`, warns once about each input that records it was not made the published way.
 
     Raises:
         FileNotFoundError: the skinning weights or the PairOF checkpoint are missing (names the path and the script
             that makes it).
     """
+    warn_unpublished_inputs(config)
     cfg = config.smpl_cfg
     base = smplx.create(cfg.model_path, is_rhand=config.data.hand == "right", **PAPER_FRAME)
     hand = smplx.subdivide(base, cfg.levels)

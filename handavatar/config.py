@@ -2,21 +2,41 @@
 its default (the comment after each field is the YAML's). Entry points read the defaults, then an experiment YAML,
 then `key.sub=value` overrides, and validate the merged tree into `AvatarConfig` once (`smplx.utils.config`); an
 unknown or misspelled key is an error naming the nearest valid one.
+
+`fidelity: published` (the umbrella of docs/fidelity.md's tables) sets every key of `PUBLISHED` to its published
+value; an experiment file or override that sets one of them otherwise is an error naming the key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from smplx.utils.config import Count, Fraction, NonNegInt, NonNegative, Positive, Range
+from smplx.utils.config import Count, Fraction, NonNegInt, NonNegative, Positive, Range, Umbrella
 from handavatar.data.dataset import DataConfig
 
-__all__ = ["AvatarConfig", "DEFAULTS", "data_config", "DataSection", "PatchSection", "SmplSection", "NetworkSection",
-           "LossWeights", "TrainSection", "LpipsSection", "RenderSection", "RunSection"]
+__all__ = ["AvatarConfig", "DEFAULTS", "PUBLISHED", "data_config", "DataSection", "PatchSection", "SmplSection",
+           "NetworkSection", "LossWeights", "TrainSection", "LpipsSection", "RenderSection", "RunSection"]
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+# fidelity: published. One entry per row of docs/fidelity.md's two tables that has a published value: the key that
+# switches a deviation or an option of ours, and the published code's value (the tables say why and the effect).
+PUBLISHED: dict[str, object] = {
+    "data.eval_order": "published",  # every eval_skip-th frame in data.json's annotation order
+    "data.target": "composite",  # the warped composite, blended at the outline
+    "render.band": 0.0,  # with tolerance 0: the fast renderer's losses are the reference renderer's
+    "render.tolerance": 0.0,
+    "train.decay_iters": 0,  # the learning rates fall 10x over decay_epochs x the training images
+    "sampling": "box",  # near..far of the hand's 3D box
+    "precision": "float32",
+    "network.albedo_at": "samples",  # the albedo at every ray sample, composited
+    "network.shading_at": "samples",  # SelF at every ray sample, composited
+    "network.shading_normal": False,
+    "train.ema": 0.0,
+    "train.sil_mask": "square",
+}
 
 
 @dataclass
@@ -161,7 +181,11 @@ class AvatarConfig:
     experiment: str  # run name: outputs in <out_root>/<experiment>/
     out_root: str  # where experiments are written
     phase: Literal["train", "val"]  # train, or val: render the evaluation subject and report the metrics
+    UMBRELLA: ClassVar[Umbrella] = Umbrella("fidelity", {"published": PUBLISHED, "ours": {}})
+
     resume: bool  # continue from latest.tar when the run folder has one
+    # published: every key of PUBLISHED takes its published value (setting one otherwise is an error); ours: as set
+    fidelity: Literal["published", "ours"]
     device: Literal["auto", "cpu", "cuda"]  # auto (CUDA when present), cpu or cuda
     seed: int  # model initialisation, patches, backgrounds, ray jitter
     N_samples: Count  # samples per ray

@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import imageio.v3 as iio
 import numpy as np
@@ -30,8 +30,8 @@ from torch.utils.tensorboard import SummaryWriter
 import smplx
 from smplx import MANO, PAPER_FRAME
 from smplx.utils.cli import cli_main
-from smplx.utils.config import (Count, NonNegInt, NonNegative, Positive, Range,
-                          config_to_dict, parse_config_command, resolve_device)
+from smplx.utils.config import (Count, NonNegInt, NonNegative, Positive, Range, Umbrella,
+                                config_to_dict, parse_config_command, resolve_device)
 from smplx.utils.fileio import atomic_write
 from smplx.utils.training import RunFolder, optimisation_step
 from smplx.hand_pose import named_poses
@@ -46,6 +46,9 @@ from pairof.model import PairOF, PairOFEncoding
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "pairof" / "default.yaml"
 PUBLISHED = Path("pairof/out/pretrained_pairof/pairof.ckpt")
+# fidelity: published (docs/fidelity.md): the published pose draw, the published networks' dm inputs, COAP's loss
+PUBLISHED_PAIROF: dict[str, object] = {"poses.mix": "published", "field.input_scale": 1.0, "loss": "mse",
+                                       "points.surface_std": 0.01, "precision": "float32"}
 
 
 @dataclass
@@ -76,7 +79,11 @@ class PointConfig:
 
 @dataclass
 class PairOFTrainConfig:
+    UMBRELLA: ClassVar[Umbrella] = Umbrella("fidelity", {"published": PUBLISHED_PAIROF, "ours": {}})
+
     name: str  # output folder under out_root
+    # published: every key of PUBLISHED_PAIROF takes its published value (setting one otherwise is an error)
+    fidelity: Literal["published", "ours"]
     out_root: str  # where runs are written
     seed: int  # seed of the training poses and points
     device: Literal["auto", "cpu", "cuda"]  # auto: CUDA when present
@@ -171,7 +178,8 @@ class PairOFRun:
         return {"state_dict": self.field.state_dict(), "field": config_to_dict(self.config)["field"],
                 "model": config_to_dict(self.config)["model"], "model_source": self.base.source,
                 "lbs_weights": self.weights_source, "lbs_weights_sha256": weights_fingerprint(self.hd),
-                "steps": steps}
+                "steps": steps, "fidelity": self.config.fidelity, "poses": config_to_dict(self.config)["poses"],
+                "loss": self.config.loss, "precision": self.config.precision}
 
 
 def evaluate(run: PairOFRun) -> dict:

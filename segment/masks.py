@@ -6,8 +6,8 @@
 For each image of the selected hand: pose the model with the frame's NeuralAnnot parameters, move it into the camera,
 project it with the camera's intrinsics and fill every projected triangle at full resolution. With filtering (the
 default, as the published masks), keep only mask pixels whose image intensity lies strictly between 10 and 200 and
-then only the largest connected region. Masks are 3-channel 0/255 PNGs mirroring images/. Existing masks are kept
-unless --overwrite.
+then only the largest connected region. Masks are 3-channel 0/255 PNGs mirroring images/, each recording its --fill
+in a PNG text entry ('fill', read by `mask_fill`). Existing masks are kept unless --overwrite.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from tqdm import tqdm
 
 from smplx.utils.cli import cli_main
@@ -29,7 +29,7 @@ from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import IMAGE_TREE, MASK_TREE, FrameFileError, project, read_rgb, tree_path
 from segment.posing import create_model, pose_hands
 
-__all__ = ["fill_triangles", "remove_black", "make_masks", "MIN_IMAGE_MAX", "FILLS"]
+__all__ = ["fill_triangles", "remove_black", "make_masks", "mask_fill", "MIN_IMAGE_MAX", "FILLS"]
 
 MIN_IMAGE_MAX = 20  # an image whose brightest value is below this is treated as dark (reference §6.2, §8)
 
@@ -89,9 +89,18 @@ def remove_black(mask: np.ndarray, rgb: np.ndarray, *, low: float = 10, high: fl
     return out
 
 
-def _write_png(path: Path, mask: np.ndarray) -> None:
+def _write_png(path: Path, mask: np.ndarray, fill: str) -> None:
     image = Image.fromarray(np.repeat(mask[..., None], 3, axis=2))
-    atomic_write(path, lambda f: image.save(f, format="PNG"))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("fill", fill)
+    atomic_write(path, lambda f: image.save(f, format="PNG", pnginfo=info))
+
+
+def mask_fill(path: str | Path) -> str | None:
+    """The --fill a mask PNG was written with ('coverage' or 'published'), or None when it does not say (written by
+    another program, or before segment.masks recorded it). Reads the PNG's header, not its pixels."""
+    with Image.open(path) as image:
+        return getattr(image, "text", {}).get("fill")
 
 
 def make_masks(root: str | Path, subjects: list[Subject], *, hand: str = "right", model: str | None = None,
@@ -139,7 +148,7 @@ def make_masks(root: str | Path, subjects: list[Subject], *, hand: str = "right"
                 mask = remove_black(mask, rgb)
             if not mask.any():
                 return "empty mask"
-            _write_png(target, mask)
+            _write_png(target, mask, fill)
             return None
 
         with ThreadPoolExecutor(max(workers, 1)) as pool:

@@ -12,7 +12,8 @@ from torch import Tensor
 from smplx.mesh import face_normals
 
 __all__ = ["uniform_laplacian", "laplacian_smoothing", "normal_consistency", "face_adjacency",
-           "point_triangle_distance_sq", "points_to_mesh_sq", "mesh_to_points_sq"]
+           "point_triangle_distance_sq", "points_to_mesh_sq", "mesh_to_points_sq", "points_to_all_faces_sq",
+           "faces_to_all_points_sq"]
 
 
 def uniform_laplacian(faces: Tensor, num_vertices: int) -> Tensor:
@@ -159,3 +160,57 @@ def mesh_to_points_sq(vertices: Tensor, faces: Tensor, points: Tensor, candidate
     """
     triangles = vertices[:, faces][:, :, None]  # (B, F, 1, 3, 3)
     return point_triangle_distance_sq(points[:, candidates], triangles).min(-1).values
+
+
+_PAIRS_PER_CHUNK = 1 << 22  # point-triangle pairs searched at once by the all-faces distances (~1 GB of temporaries)
+
+
+def _rows(total: int, per_row: int) -> int:
+    """How many rows of `per_row` point-triangle pairs to search at once (about _PAIRS_PER_CHUNK pairs)."""
+    return max(1, min(total, _PAIRS_PER_CHUNK // max(per_row, 1)))
+
+
+def points_to_all_faces_sq(points: Tensor, vertices: Tensor, faces: Tensor) -> Tensor:
+    """Squared distance from each point to the nearest triangle of the whole mesh (pytorch3d's point-to-face term).
+
+    The nearest triangle is searched without gradients, a chunk of points at a time (memory O(B F) per point instead
+    of O(B P F)); the distance to it is then computed with gradients, which equal those of the minimum over all faces.
+
+    Args:
+        points: (B, P, 3).
+        vertices: (B, V, 3) of the mesh.
+        faces: (F, 3).
+
+    Returns:
+        (B, P) squared distances.
+    """
+    b, p = points.shape[:2]
+    triangles = vertices[:, faces]  # (B, F, 3, 3)
+    with torch.no_grad():
+        step = _rows(p, b * len(faces))
+        nearest = torch.cat([point_triangle_distance_sq(chunk[:, :, None], triangles[:, None]).argmin(-1)
+                             for chunk in points.detach().split(step, dim=1)], dim=1)  # (B, P)
+    chosen = triangles[torch.arange(b, device=points.device)[:, None], nearest]  # (B, P, 3, 3)
+    return point_triangle_distance_sq(points, chosen)
+
+
+def faces_to_all_points_sq(vertices: Tensor, faces: Tensor, points: Tensor) -> Tensor:
+    """Squared distance from each triangle of a mesh to the nearest of all points (pytorch3d's face-to-point term),
+    searched without gradients a chunk of faces at a time, as `points_to_all_faces_sq`.
+
+    Args:
+        vertices: (B, V, 3) of the mesh.
+        faces: (F, 3).
+        points: (B, P, 3).
+
+    Returns:
+        (B, F) squared distances.
+    """
+    b, p = points.shape[:2]
+    triangles = vertices[:, faces]  # (B, F, 3, 3)
+    with torch.no_grad():
+        step = _rows(len(faces), b * p)
+        nearest = torch.cat([point_triangle_distance_sq(points.detach()[:, None], chunk[:, :, None]).argmin(-1)
+                             for chunk in triangles.detach().split(step, dim=1)], dim=1)  # (B, F)
+    chosen = points[torch.arange(b, device=points.device)[:, None], nearest]  # (B, F, 3)
+    return point_triangle_distance_sq(chosen, triangles)

@@ -14,7 +14,7 @@ from PIL import Image
 import smplx
 from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import annotation_path, tree_path
-from segment.masks import fill_triangles, make_masks, remove_black
+from segment.masks import fill_triangles, make_masks, mask_fill, remove_black
 from segment.preprocess import NoUsableFrames, build_cache, cache_path, load_cache, square_box
 
 SUBJECT = Subject.parse("test/Capture0/ROM04_RT_Occlusion")
@@ -163,6 +163,9 @@ def test_published_fill_rounds_and_counts_every_touched_pixel(synthetic_capture,
         make_masks(root, [SUBJECT], filtering=False, tree=f"masks_{fill}", progress=False, fill=fill)
     image = json.loads(annotation_path(root, "test", "data").read_text())["images"][0]
     ours, theirs = (_mask(root, image["file_name"], f"masks_{fill}") for fill in ("coverage", "published"))
+    for fill in ("coverage", "published"):  # each PNG records its fill; the capture's ray-traced masks do not say
+        assert mask_fill(tree_path(root, f"masks_{fill}", "test", image["file_name"], ".png")) == fill
+    assert mask_fill(tree_path(root, "masks_removeblack", "test", image["file_name"], ".png")) is None
     length = ((ours ^ np.roll(ours, 1, 0)).sum() + (ours ^ np.roll(ours, 1, 1)).sum()) / (4 / np.pi)
     gained, lost = (theirs & ~ours).sum(), (ours & ~theirs).sum()
     assert lost <= 0.05 * gained and 0.2 < gained / length < 0.6

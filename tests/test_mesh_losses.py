@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from smplx.mesh_losses import (face_adjacency, laplacian_smoothing, mesh_to_points_sq, normal_consistency,
-                               point_triangle_distance_sq, points_to_mesh_sq, uniform_laplacian)
+import smplx.mesh_losses
+from smplx.mesh_losses import (face_adjacency, faces_to_all_points_sq, laplacian_smoothing, mesh_to_points_sq,
+                               normal_consistency, point_triangle_distance_sq, points_to_all_faces_sq,
+                               points_to_mesh_sq, uniform_laplacian)
 
 
 def _segment_distance_sq(p, a, b):
@@ -57,6 +59,35 @@ def test_mesh_distances_with_all_candidates_are_brute_force():
     brute_back = torch.stack([torch.stack([min(point_triangle_distance_sq(points[b, p], verts[b, f])
                                                 for p in range(25)) for f in faces]) for b in range(2)])
     torch.testing.assert_close(back, brute_back, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("pairs_per_chunk", [7, 1 << 22])
+def test_all_faces_distances_equal_the_full_minimum_values_and_gradients(monkeypatch, pairs_per_chunk):
+    """points_to_all_faces_sq / faces_to_all_points_sq (the nearest searched without gradients, a few rows at a time)
+    against the minimum over every candidate at once: the same values, and the same gradients (torch's min routes
+    them to its argmin, as the gather does). 7 pairs per chunk: one row at a time."""
+    monkeypatch.setattr(smplx.mesh_losses, "_PAIRS_PER_CHUNK", pairs_per_chunk)
+    rng = np.random.default_rng(2)
+    faces = torch.from_numpy(rng.integers(0, 30, size=(40, 3)))
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    for forward, full in (
+            (lambda p, v: points_to_all_faces_sq(p, v, faces),
+             lambda p, v: points_to_mesh_sq(p, v, faces, torch.arange(len(faces)).expand(25, -1))),
+            (lambda p, v: faces_to_all_points_sq(v, faces, p),
+             lambda p, v: mesh_to_points_sq(v, faces, p, torch.arange(25).expand(len(faces), -1)))):
+        results = []
+        for fn in (forward, full):
+            verts = torch.from_numpy(rng.normal(size=(2, 30, 3))) if not results else results[0][2]
+            points = torch.from_numpy(rng.normal(size=(2, 25, 3))) if not results else results[0][3]
+            v, p = verts.clone().requires_grad_(), points.clone().requires_grad_()
+            d = fn(p, v)
+            weights = torch.linspace(0.5, 1.5, d.numel(), dtype=d.dtype).reshape(d.shape)
+            grads = torch.autograd.grad((d * weights).sum(), (p, v))
+            results.append((d.detach(), grads, verts, points))
+        (d_fast, g_fast, _, _), (d_full, g_full, _, _) = results
+        torch.testing.assert_close(d_fast, d_full, rtol=0, atol=0)  # float64, the same formula on the same pair
+        for fast, slow in zip(g_fast, g_full):
+            torch.testing.assert_close(fast, slow, rtol=0, atol=1e-15)  # accumulation order only
 
 
 def test_laplacian_matches_neighbour_means(tube_data):

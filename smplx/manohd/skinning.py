@@ -6,6 +6,8 @@ base mesh and stays smooth. Units are those of the layers passed in (decimetres 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +21,14 @@ from smplx.body_models import MANO
 from smplx.utils.cli import InputError, MissingFileError
 from smplx.hand_pose import MIXES, prior_poses, sample_prior, slerp_prior
 from smplx.mesh import face_normals
+from smplx.utils.fileio import atomic_write
 from smplx.utils.torchfile import read_torch_file
-from smplx.mesh_losses import (face_adjacency, laplacian_smoothing, mesh_to_points_sq, normal_consistency,
-                               point_triangle_distance_sq, points_to_mesh_sq, uniform_laplacian)
+from smplx.mesh_losses import (face_adjacency, faces_to_all_points_sq, laplacian_smoothing, mesh_to_points_sq,
+                               normal_consistency, point_triangle_distance_sq, points_to_all_faces_sq,
+                               points_to_mesh_sq, uniform_laplacian)
 
 __all__ = ["normalize_weights", "SkinningObjective", "PoseSampler", "surface_distances", "evaluate_weights",
-           "load_lbs_weights"]
+           "load_lbs_weights", "write_weights_record", "read_weights_record"]
 
 
 def normalize_weights(raw: Tensor) -> Tensor:
@@ -54,19 +58,24 @@ class SkinningObjective:
     The point-to-surface distance pairs each HD vertex with the `candidates` base faces nearest to it at rest, and
     each base face with the `candidates` HD vertices nearest to its centroid at rest: a distance to the local surface
     (the published code searches all faces, so where fingers touch it pulls skin towards the wrong finger), computed
-    exactly within those candidates, in O(V K) instead of O(V F).
+    exactly within those candidates, in O(V K) instead of O(V F). `candidates=None` searches every face and every
+    vertex, as the published code (pytorch3d's point_mesh_face_distance).
     """
 
-    def __init__(self, base: MANO, hd: MANO, *, candidates: int, sparsity_sharpness: float):
+    def __init__(self, base: MANO, hd: MANO, *, candidates: int | None, sparsity_sharpness: float):
         with torch.no_grad():
             rest_base, rest_hd = base().vertices[0], hd().vertices[0]
         base_faces, hd_faces = base.faces, hd.faces
         centroids = rest_base[base_faces].mean(1).cpu().numpy()
         hd_points = rest_hd.cpu().numpy()
         device = hd.v_template.device
-        k_faces, k_points = min(candidates, len(centroids)), min(candidates, len(hd_points))
-        self.hd_to_base = torch.as_tensor(cKDTree(centroids).query(hd_points, k_faces)[1], device=device)
-        self.base_to_hd = torch.as_tensor(cKDTree(hd_points).query(centroids, k_points)[1], device=device)
+        self.candidates = candidates
+        if candidates is not None:
+            k_faces, k_points = min(candidates, len(centroids)), min(candidates, len(hd_points))
+            near_faces = cKDTree(centroids).query(hd_points, k_faces)[1].reshape(len(hd_points), k_faces)
+            near_points = cKDTree(hd_points).query(centroids, k_points)[1].reshape(len(centroids), k_points)
+            self.hd_to_base = torch.as_tensor(near_faces, device=device)  # (V_hd, K); k=1 gave (V_hd,) before
+            self.base_to_hd = torch.as_tensor(near_points, device=device)  # (F, K)
         self.laplacian = uniform_laplacian(hd_faces, hd.v_template.shape[0])
         self.adjacency = face_adjacency(hd_faces)
         self.base_faces, self.hd_faces = base_faces, hd_faces
@@ -80,8 +89,12 @@ class SkinningObjective:
             base_vertices: (B, V, 3) the same poses of the base mesh.
             weights: (V_hd, J) the normalised weights.
         """
-        to_base = points_to_mesh_sq(hd_vertices, base_vertices, self.base_faces, self.hd_to_base).mean()
-        to_hd = mesh_to_points_sq(base_vertices, self.base_faces, hd_vertices, self.base_to_hd).mean()
+        if self.candidates is None:
+            to_base = points_to_all_faces_sq(hd_vertices, base_vertices, self.base_faces).mean()
+            to_hd = faces_to_all_points_sq(base_vertices, self.base_faces, hd_vertices).mean()
+        else:
+            to_base = points_to_mesh_sq(hd_vertices, base_vertices, self.base_faces, self.hd_to_base).mean()
+            to_hd = mesh_to_points_sq(base_vertices, self.base_faces, hd_vertices, self.base_to_hd).mean()
         return LossTerms(
             laplacian=laplacian_smoothing(hd_vertices, self.laplacian),
             surface=to_base + to_hd,
@@ -235,3 +248,33 @@ def load_lbs_weights(path: str | Path, model: MANO, *, levels: int | None = None
         raise InputError(f"{path}: weights must be finite, non-negative and sum to 1 per row; retrain them with "
                          "scripts/train_lbs.sh")
     return weights.to(model.lbs_weights)
+
+
+def _sha256(weights: Tensor) -> str:
+    """sha256 of the weights' float32 bytes (as pairof.checkpoint.weights_fingerprint of a layer holding them)."""
+    return hashlib.sha256(weights.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def write_weights_record(path: str | Path, weights: Tensor, settings: dict) -> Path:
+    """Write how a weight file was made beside it (`lbs_weights.pth` -> `lbs_weights.json`): `settings` (e.g. the
+    fidelity, poses.mix and candidates of the run) and the sha256 of the weights, so a record left beside another
+    file (the authors' weights copied over ours) is not believed. Returns the record's path."""
+    record = Path(path).with_suffix(".json")
+    text = json.dumps({**settings, "sha256": _sha256(weights)}, indent=2) + "\n"
+    return atomic_write(record, lambda f: f.write(text.encode()))
+
+
+def read_weights_record(path: str | Path) -> dict | None:
+    """The record `write_weights_record` left beside a weight file, or None when there is none, it cannot be read,
+    or it was written for other weights than the file holds now."""
+    path, record = Path(path), Path(path).with_suffix(".json")
+    if not path.is_file() or not record.is_file():
+        return None
+    try:
+        settings = json.loads(record.read_text())
+        weights = read_torch_file(path, what="skinning weights", remedy="retrain them with scripts/train_lbs.sh")
+    except (OSError, ValueError, InputError):
+        return None
+    if not isinstance(settings, dict) or not isinstance(weights, Tensor) or settings.get("sha256") != _sha256(weights):
+        return None
+    return settings

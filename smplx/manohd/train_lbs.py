@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import trimesh
@@ -23,17 +23,19 @@ from torch.utils.tensorboard import SummaryWriter
 
 import smplx
 from smplx.utils.cli import cli_main
-from smplx.utils.config import (Count, NonNegInt, NonNegative, Positive, Range,
-                          config_to_dict, parse_config_command, resolve_device)
+from smplx.utils.config import (Count, NonNegInt, NonNegative, Positive, Range, Umbrella,
+                                config_to_dict, parse_config_command, resolve_device)
 from smplx.utils.fileio import atomic_write
 from smplx.utils.training import RunFolder, optimisation_step
 from smplx.hand_pose import named_poses
 from smplx.manohd.skinning import (PoseSampler, SkinningObjective, WeightReport, evaluate_weights,
-                                   load_lbs_weights, normalize_weights)
+                                   load_lbs_weights, normalize_weights, write_weights_record)
 
 DEFAULTS = Path(__file__).resolve().parents[2] / "configs" / "lbs" / "default.yaml"
 PUBLISHED = Path("smplx/out/pretrained_lbs_weights/lbs_weights.pth")
 MM_PER_UNIT = 100.0  # the layers work in decimetres (scale 10)
+# fidelity: published (docs/fidelity.md): the published pose draw and the surface distance over all faces
+PUBLISHED_LBS: dict[str, object] = {"poses.mix": "published", "candidates": "all"}
 
 
 @dataclass
@@ -64,7 +66,11 @@ class PoseConfig:
 
 @dataclass
 class LBSConfig:
+    UMBRELLA: ClassVar[Umbrella] = Umbrella("fidelity", {"published": PUBLISHED_LBS, "ours": {}})
+
     name: str  # output folder name under out_root
+    # published: every key of PUBLISHED_LBS takes its published value (setting one otherwise is an error); ours: as set
+    fidelity: Literal["published", "ours"]
     out_root: str  # where runs are written
     seed: int  # random seed of the pose pool and the batches
     device: Literal["auto", "cpu", "cuda"]  # auto: CUDA when present
@@ -73,7 +79,8 @@ class LBSConfig:
     batch: Count  # poses per step
     lr: Positive  # Adam learning rate
     lr_gamma: Annotated[float, Range(gt=0, le=1)]  # exponential decay of the learning rate per step
-    candidates: Count  # nearest faces / vertices searched by the surface distance
+    # nearest faces / vertices searched by the surface distance, or all (published)
+    candidates: Annotated[int | Literal["all"], Range(ge=1)]
     loss: LossConfig
     poses: PoseConfig
     log_every: Count  # steps between TensorBoard scalars
@@ -94,7 +101,8 @@ class LBSRun:
         self.out = Path(config.out_root) / config.name
         self.base = smplx.create(config.model.path, is_rhand=config.model.is_rhand, scale=10.0).to(self.device)
         self.hd = smplx.subdivide(self.base, config.model.levels)
-        self.objective = SkinningObjective(self.base, self.hd, candidates=config.candidates,
+        candidates = None if config.candidates == "all" else config.candidates
+        self.objective = SkinningObjective(self.base, self.hd, candidates=candidates,
                                            sparsity_sharpness=config.loss.sparsity_sharpness)
         self.sampler = PoseSampler(self.base, pool=config.poses.pool, shape_std=config.poses.shape_std,
                                    global_rotation=config.poses.global_rotation, seed=config.seed,
@@ -168,13 +176,17 @@ def train(config: LBSConfig) -> Path:
     weights = normalize_weights(raw).detach().float().cpu()
     result = run.out / "lbs_weights.pth"
     atomic_write(result, lambda f: torch.save(weights, f))
+    made = {"made_by": "smplx.manohd.train_lbs", "fidelity": config.fidelity, "poses.mix": config.poses.mix,
+            "candidates": config.candidates, "run": str(run.out / "config.yaml")}
+    write_weights_record(result, weights, made)
     reports = run.evaluate(weights)
     _write_report(run, reports, board, config.steps)
     folder.close()
     if config.publish:
         PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(PUBLISHED, lambda f: torch.save(weights, f))
-        print(f"published to {PUBLISHED}")
+        write_weights_record(PUBLISHED, weights, made)
+        print(f"published to {PUBLISHED} (how it was made: {PUBLISHED.with_suffix('.json')})")
     print(f"wrote {result}, {run.out / 'eval.json'}, TensorBoard logs in {run.out / 'board'}")
     return result
 

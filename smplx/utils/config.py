@@ -8,6 +8,10 @@ only. A field declares its range with `Annotated`:
 
     lr: Annotated[float, Range(gt=0)]  # Adam learning rate (the alias Positive says the same)
     max_frames: Annotated[int, Range(ge=-1)]  # at most this many frames (-1: all)
+
+A config class may also declare an umbrella key (`UMBRELLA: ClassVar[Umbrella]`), whose value fixes other keys: under
+`fidelity: published`, say, each key of that preset takes its preset value over the defaults file, and a different
+value set for it by a later file or on the command line is an error naming the key, both values and the fix.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
 
 from smplx.utils.cli import InputError, MissingFileError
 
 __all__ = ["load_config", "config_to_dict", "ConfigError", "Range", "Count", "NonNegInt", "Positive", "NonNegative",
-           "Fraction", "resolve_device", "parse_config_command"]
+           "Fraction", "Umbrella", "resolve_device", "parse_config_command"]
 
 
 class ConfigError(InputError):
@@ -55,6 +59,15 @@ class Range:
         parts = [f"{sign} {bound:g}" for bound, sign in ((self.gt, ">"), (self.ge, ">="), (self.lt, "<"),
                                                          (self.le, "<=")) if bound is not None]
         return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class Umbrella:
+    """A top-level key whose value fixes other keys. `presets[value]` maps dotted keys (`data.target`) to the values
+    they take under that value of `key`. Declared on a config class as `UMBRELLA: ClassVar[Umbrella]`."""
+
+    key: str
+    presets: Mapping[str, Mapping[str, Any]]
 
 
 Count = Annotated[int, Range(ge=1)]  # 1, 2, ...
@@ -189,14 +202,74 @@ def load_config(cls: type, files: list[str | Path], overrides: list[str] = ()):
 
     Raises:
         FileNotFoundError: a file is missing.
-        ConfigError: invalid YAML, an unknown key (with the nearest valid one), a missing key, or a wrong type.
+        ConfigError: invalid YAML, an unknown key (with the nearest valid one), a missing key, a wrong type, or a
+            value that contradicts the umbrella key's preset.
+
+    Under an umbrella key (`Umbrella`), the first file is the defaults file: the preset's keys take their preset
+    values over it, and a later file or an override that sets one of them to another value is a ConfigError.
     """
+    sources = [(str(path), _read_yaml(Path(path))) for path in files]
+    sources += [("the command line", _parse_override(text)) for text in overrides]
     tree: dict = {}
-    for path in files:
-        tree = _merge(tree, _read_yaml(Path(path)))
-    for text in overrides:
-        tree = _merge(tree, _parse_override(text))
+    for _, update in sources:
+        tree = _merge(tree, update)
+    umbrella = getattr(cls, "UMBRELLA", None)
+    if umbrella is not None:
+        tree = _apply_umbrella(cls, umbrella, tree, sources[1:])
     return _build(cls, tree, "")
+
+
+def _lookup(tree: Any, dotted: str) -> tuple[bool, Any]:
+    """(whether the nested mapping `tree` sets the dotted key, its value)."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return False, None
+        tree = tree[part]
+    return True, tree
+
+
+def _field_kind(cls: type, dotted: str) -> Any:
+    """The annotated type of a dotted key of a config class (KeyError: no such key, a bug of the preset)."""
+    kind = cls
+    for part in dotted.split("."):
+        hints = typing.get_type_hints(kind, include_extras=True) if dataclasses.is_dataclass(kind) else {}
+        if part not in hints:
+            raise KeyError(f"preset key {dotted!r} is not a key of {cls.__name__}")
+        kind = hints[part]
+    return kind
+
+
+def _as_yaml(value: Any) -> str:
+    """A value as it is written in YAML or on the command line (true, 0.0, composite)."""
+    return yaml.safe_dump(value, default_flow_style=True).splitlines()[0]
+
+
+def _apply_umbrella(cls: type, umbrella: Umbrella, tree: dict, explicit: list[tuple[str, dict]]) -> dict:
+    """`tree` with the preset of its umbrella value applied; a conflicting explicit value is a ConfigError."""
+    choice = tree.get(umbrella.key)
+    if not isinstance(choice, str) or choice not in umbrella.presets:
+        return tree  # the field's Literal type reports it when the tree is built
+    others = " or ".join(f"{umbrella.key}: {other}" for other in umbrella.presets if other != choice)
+    for dotted, value in umbrella.presets[choice].items():
+        kind = _field_kind(cls, dotted)
+        for source, update in reversed(explicit):  # the last file or override that sets the key decides
+            found, raw = _lookup(update, dotted)
+            if found:
+                if _coerce(raw, kind, dotted) != value:
+                    said, wanted = _as_yaml(raw), _as_yaml(value)
+                    raise ConfigError(f"{umbrella.key}: {choice} sets {dotted}: {wanted}, but {source} sets "
+                                      f"{dotted}: {said}; set {others}, or drop {dotted}={said}")
+                break
+        node = tree = dict(tree)
+        *parents, last = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                break  # not a mapping: building the tree names it
+            node[part] = dict(node[part])
+            node = node[part]
+        else:
+            node[last] = value
+    return tree
 
 
 def config_to_dict(config) -> dict:
