@@ -178,14 +178,14 @@ class RunSection:
 
 @dataclass
 class AvatarConfig:
-    experiment: str  # run name: outputs in <out_root>/<experiment>/
-    out_root: str  # where experiments are written
-    phase: Literal["train", "val"]  # train, or val: render the evaluation subject and report the metrics
     UMBRELLA: ClassVar[Umbrella] = Umbrella("fidelity", {"published": PUBLISHED, "ours": {}})
 
-    resume: bool  # continue from latest.tar when the run folder has one
+    experiment: str  # run name: outputs in <out_root>/<experiment>/
     # published: every key of PUBLISHED takes its published value (setting one otherwise is an error); ours: as set
     fidelity: Literal["published", "ours"]
+    out_root: str  # where experiments are written
+    phase: Literal["train", "val"]  # train, or val: render the evaluation subject and report the metrics
+    resume: bool  # continue from latest.tar when the run folder has one
     device: Literal["auto", "cpu", "cuda"]  # auto (CUDA when present), cpu or cuda
     seed: int  # model initialisation, patches, backgrounds, ray jitter
     N_samples: Count  # samples per ray
