@@ -251,3 +251,18 @@ def test_a_published_run_names_each_input_made_otherwise(synthetic_capture, tmp_
     assert "smpl_cfg.lbs_weights is ''" in unpublished_inputs(
         load_config(AvatarConfig, [DEFAULTS], ["fidelity=published", *overrides, "smpl_cfg.lbs_weights="]))[0]
     assert tree_path(root, MASK_TREE, "test", "Capture0").is_dir()
+
+
+def test_the_pretraining_runs_take_and_record_the_published_settings(tmp_path):
+    """candidates: all reaches the objective as an all-faces search; pairof.ckpt records the fidelity and the pose
+    draw that handavatar.fidelity reads."""
+    from smplx.manohd.train_lbs import LBSRun
+    from pairof.train import PairOFRun
+    small = ["fidelity=published", "model.path=open_hand", "model.levels=1", "poses.pool=20", f"out_root={tmp_path}"]
+    assert LBSRun(load_config(LBSConfig, [LBS_DEFAULTS], small)).objective.candidates is None
+    assert LBSRun(load_config(LBSConfig, [LBS_DEFAULTS], small[1:])).objective.candidates == 4
+    run = PairOFRun(load_config(PairOFTrainConfig, [PAIROF_DEFAULTS], small + [
+        "model.lbs_weights=", "field.anchors=32", "field.part_samples=8"]))
+    saved = run.checkpoint_dict(0)
+    assert (saved["fidelity"], saved["poses"]["mix"], saved["loss"], saved["precision"]) == (
+        "published", "published", "mse", "float32") and saved["field"]["input_scale"] == 1.0
