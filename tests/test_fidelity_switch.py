@@ -266,3 +266,18 @@ def test_the_pretraining_runs_take_and_record_the_published_settings(tmp_path):
     saved = run.checkpoint_dict(0)
     assert (saved["fidelity"], saved["poses"]["mix"], saved["loss"], saved["precision"]) == (
         "published", "published", "mse", "float32") and saved["field"]["input_scale"] == 1.0
+
+
+def test_each_message_is_warned_once(tmp_path):
+    """Inputs that do not exist are load_pairof's and the dataset's to report; what is left here (ST-LPIPS) is
+    warned once however often an avatar is built."""
+    import warnings
+    from handavatar.fidelity import warn_unpublished_inputs
+    config = load_config(AvatarConfig, [DEFAULTS], ["fidelity=published", f"data.root={tmp_path}",
+                                                    f"smpl_cfg.lbs_weights={tmp_path / 'w.pth'}",
+                                                    f"smpl_cfg.pairof={tmp_path / 'p.ckpt'}"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            warn_unpublished_inputs(config)
+    assert [str(w.message) for w in caught] == unpublished_inputs(config) and len(caught) == 1
