@@ -1,6 +1,9 @@
 """The web viewer (viewer/, written by python -m handavatar.export --viewer) in headless Chromium, opened from
-file://: at two poses of the clip and a known camera, its silhouette matches an Embree ray cast of the avatar's own
-posed surface (IoU >= 0.95), and its albedo look shows the avatar's albedo field at the hit points (PSNR reported)."""
+file://: at two poses of the clip and a known camera, its silhouette matches an Embree ray cast of the file's surface
+at that pose, skinned and morphed here in numpy from the .glb's own accessors (IoU >= 0.95; the export's pose
+correctives follow the analytic capsule field of tests/test_export_correctives.py, moving vertices by mm, so a viewer that
+dropped the morph targets would match the plain skin instead), and its albedo look shows the avatar's albedo field at
+the hit points (PSNR reported)."""
 
 import os
 
@@ -17,7 +20,8 @@ from handavatar.poses import freepose_angles, freepose_poses
 from handavatar.render.anchors import AnchorIndex
 from handavatar.checkpoint import load_avatar
 from handavatar.config import DEFAULTS, AvatarConfig
-from tests.test_export import tiny_checkpoint
+from tests.test_export import accessor, read_glb, skinned_positions, tiny_checkpoint
+from tests.test_export_correctives import capsule_field
 
 SIZE = 160  # px, square window
 
@@ -44,22 +48,31 @@ def page(tmp_path_factory):
     work = tmp_path_factory.mktemp("viewer")
     latest = tiny_checkpoint(work, "right")
     folder = work / "site"
-    export_main(["--checkpoint", str(latest), "--out", str(work / "avatar.glb"), "--texture", "256",
-                 "--viewer", str(folder)])
+    with capsule_field():  # morph targets at the 5 frames of the clip
+        export_main(["--checkpoint", str(latest), "--out", str(work / "avatar.glb"), "--texture", "256",
+                     "--viewer", str(folder)])
     config = load_config(AvatarConfig, [DEFAULTS, latest.parent / "config.yaml"], [f"run.ckpt={latest}"])
     with Chromium(browser) as session:
-        yield session, folder / "index.html", load_avatar(config, torch.device("cpu"))[0], config
+        yield (session, folder / "index.html", load_avatar(config, torch.device("cpu"))[0], config,
+               read_glb(work / "avatar.glb"))
+
+
+def file_surface(doc: dict, blob: bytes, frame: int, *, morphs: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(W, 3) vertices (model frame, dm) and (F, 3) faces of the file's mesh at keyframe `frame`."""
+    faces = accessor(doc, blob, doc["meshes"][0]["primitives"][0]["indices"]).astype(int).reshape(-1, 3)
+    _, posed = skinned_positions(doc, blob, frame, morphs=morphs)
+    return posed @ np.diag([1.0, -1.0, -1.0]) * 10, faces
 
 
 @pytest.mark.parametrize("frame", [0, 4])
 def test_viewer_matches_our_surface_and_albedo(page, frame):
-    browser, index, avatar, config = page
+    browser, index, avatar, config, (doc, blob) = page
     orients, poses = freepose_poses(freepose_angles(config.run.joint_rot, config.run.frames),
                                     avatar.hand.pose_frames(), np.zeros(3))
     with torch.no_grad():
         posed = avatar.pose(torch.tensor(orients[frame:frame + 1]).float(),
                             torch.tensor(poses[frame:frame + 1]).float())
-    vertices = posed.vertices[0].double().numpy()  # model frame, dm
+    vertices, faces = file_surface(doc, blob, frame)  # model frame, dm
     camera = front_camera(vertices, SIZE)
     # the last frame is asked a hair past the clip's end (float32 times): it must hold, not wrap to the first pose
     shot = screenshot(browser, index, camera, time=frame / config.run.fps + (1e-6 if frame else 0.0))
@@ -67,22 +80,24 @@ def test_viewer_matches_our_surface_and_albedo(page, frame):
     K, R, centre = camera.K, camera.R, camera.centre
 
     directions = pixel_rays(K, R)
-    faces = avatar.hand.output_faces.numpy()
-    hit, bary, _ = EmbreeMesh(vertices, faces).intersect(np.repeat(centre[None], len(directions), 0), directions)
+    origins = np.repeat(centre[None], len(directions), 0)
+    hit, bary, _ = EmbreeMesh(vertices, faces).intersect(origins, directions)
     ours = (hit >= 0).reshape(SIZE, SIZE)
     theirs = shot.max(-1) > 10  # black background; the albedo is far from black
     iou = (ours & theirs).sum() / (ours | theirs).sum()
     assert ours.sum() > 0.05 * SIZE ** 2  # the hand fills the view, not a few pixels
     assert iou >= 0.95, f"frame {frame}: silhouette IoU {iou:.4f}"
+    plain, _ = file_surface(doc, blob, frame, morphs=False)  # the skin without its correctives
+    unmorphed = (EmbreeMesh(plain, faces).intersect(origins, directions)[0] >= 0).reshape(SIZE, SIZE)
+    iou_plain = (unmorphed & theirs).sum() / (unmorphed | theirs).sum()
+    assert iou_plain < iou - 0.03, f"frame {frame}: the plain skin's IoU {iou_plain:.4f}, the morphed {iou:.4f}"
     if frame:  # and the pose is this frame's: the first pose's silhouette from the same camera differs
-        with torch.no_grad():
-            first = avatar.pose(torch.tensor(orients[:1]).float(), torch.tensor(poses[:1]).float())
-        hit0, _, _ = EmbreeMesh(first.vertices[0].double().numpy(), faces).intersect(
-            np.repeat(centre[None], len(directions), 0), directions)
+        hit0, _, _ = EmbreeMesh(file_surface(doc, blob, 0)[0], faces).intersect(origins, directions)
         other = (hit0 >= 0).reshape(SIZE, SIZE)
         assert (other & theirs).sum() / (other | theirs).sum() < iou - 0.2
 
-    points = np.einsum("nk,nkc->nc", bary[hit >= 0], vertices[faces[hit[hit >= 0]]])
+    # the texture moves with its vertices: the albedo is the field's where the hit lies on the plain skin
+    points = np.einsum("nk,nkc->nc", bary[hit >= 0], plain[faces[hit[hit >= 0]]])
     with torch.no_grad():
         encoding = avatar.field.encode(posed.vertices, posed.joints, posed.full_pose)
         dists, ids = AnchorIndex(encoding.anchors[0], avatar.field.neighbours).query(torch.tensor(points).float())
@@ -92,5 +107,6 @@ def test_viewer_matches_our_surface_and_albedo(page, frame):
     both = (ours & theirs).reshape(-1)
     mse = np.mean((shot.reshape(-1, 3)[both] / 255.0 - expected[both]) ** 2)
     psnr = 10 * np.log10(1.0 / mse)
-    print(f"viewer frame {frame}: silhouette IoU {iou:.4f}, albedo PSNR {psnr:.2f} dB on {both.sum()} hand pixels")
+    print(f"viewer frame {frame}: silhouette IoU {iou:.4f} (plain skin {iou_plain:.4f}), albedo PSNR {psnr:.2f} dB "
+          f"on {both.sum()} hand pixels")
     assert psnr > 30.0, f"frame {frame}: albedo PSNR {psnr:.2f} dB"  # measured 38.4 and 43.9 dB (texture filtering)

@@ -30,6 +30,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--texture", type=int, default=1024, help="albedo texture side, px (default 1024)")
     parser.add_argument("--motion", default="freepose", help="freepose (default) or a motion file (.npz/.json)")
     parser.add_argument("--fps", type=finite_float, help="frames per second of the clip (default: run.fps)")
+    parser.add_argument("--correctives", type=int, default=6, help="pose-corrective morph targets at this many "
+                        "frames of the clip, spread from first to last, putting the skin on PairOF's 0.5 level set "
+                        "(default 6; 0: a plain skin)")
     parser.add_argument("--viewer", type=Path, help="also write the web viewer with the asset into this folder")
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     return parser.parse_args(argv)
@@ -53,18 +56,22 @@ def export(argv: list[str] | None = None) -> None:
     if args.out.is_dir():
         raise InputError(f"--out {args.out} is a folder; give a file name ending in .glb")
     _writable(args.out, "--out")
+    if args.correctives < 0:
+        raise InputError(f"--correctives {args.correctives}: give a number of keyframes >= 0 (0: a plain skin)")
     if args.viewer:
         _writable(args.viewer, "--viewer")
     avatar, config, path, iteration = load_export_avatar(args.checkpoint, args.config, args.overrides)
     poses = clip_motion(avatar, args.motion, config.run.joint_rot, config.run.frames)
-    report = export_avatar(avatar, args.out, poses=poses, texture=args.texture, fps=args.fps or config.run.fps)
+    report = export_avatar(avatar, args.out, poses=poses, texture=args.texture, fps=args.fps or config.run.fps,
+                           correctives=args.correctives)
     e = report.error
     print(f"exported {path} (iteration {iteration}) in {report.seconds:.1f} s: {report.path} "
           f"({report.size / 2 ** 20:.2f} MiB; {report.vertices} vertices, {report.faces} triangles, "
           f"{report.texture}x{report.texture} albedo, {report.frames}-frame clip '{poses.source}')\n"
           f"  4 strongest skinning weights vs all 16 over the clip: max {e.truncation_max:.3f} mm, mean "
           f"{e.truncation_mean:.4f} mm; vs the avatar's own posed surface: max {e.avatar_max:.3f} mm, mean "
-          f"{e.avatar_mean:.4f} mm")
+          f"{e.avatar_mean:.4f} mm\n  {report.correctives.summary()}"
+          + (f" ({report.corrective_seconds:.1f} s)" if len(report.correctives.keys) else ""))
     if args.viewer:
         page = write_viewer(args.viewer, args.out)
         print(f"  viewer: {page} (open it in a browser, or serve the folder: python -m http.server)")

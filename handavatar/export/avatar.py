@@ -1,5 +1,5 @@
-"""Export a trained avatar as one binary glTF: the rig (rig.py), the baked albedo (bake.py) and an animation clip of
-a pose sequence, written by gltf.py.
+"""Export a trained avatar as one binary glTF: the rig (rig.py), the baked albedo (bake.py), an animation clip of
+a pose sequence and its pose-corrective morph targets (correctives.py), written by gltf.py.
 
     report = export_avatar(avatar, Path("avatar.glb"), poses=freepose_motion(avatar, config.run), texture=1024)
 """
@@ -20,6 +20,7 @@ from smplx.utils.fileio import atomic_write
 from handavatar.checkpoint import load_avatar
 from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.export.bake import UVAtlas, bake_albedo, uv_atlas
+from handavatar.export.correctives import Correctives, corrective_keys, pose_correctives
 from handavatar.export.gltf import Clip, GlbMesh, glb_bytes
 from handavatar.export.rig import (Rig, RigError, avatar_rig, dense_weights, local_rotations, pose_sequence_error,
                                    root_translation, truncate_weights)
@@ -40,7 +41,9 @@ class ExportReport:
     faces: int
     frames: int
     texture: int  # texture side, px
-    error: RigError  # the exported rig's vertex error over the clip's poses
+    error: RigError  # the exported rig's vertex error over the clip's poses (without the correctives)
+    correctives: Correctives  # the pose-corrective morph targets written (none: zero keys)
+    corrective_seconds: float  # time spent finding them
 
 
 def load_export_avatar(checkpoint: Path, config_file: Path | None, overrides: list[str]
@@ -108,26 +111,35 @@ def bake_avatar(avatar: HandAvatar, texture: int) -> BakedAvatar:
     return BakedAvatar(rig, atlas, ids, weights, bake_albedo(avatar, atlas, size=texture))
 
 
-def export_avatar(avatar: HandAvatar, path: Path, *, poses: Motion, texture: int = 1024, fps: float = 15.0
-                  ) -> ExportReport:
+def export_avatar(avatar: HandAvatar, path: Path, *, poses: Motion, texture: int = 1024, fps: float = 15.0,
+                  correctives: int = 6) -> ExportReport:
     """Write the avatar as a .glb at `path` (atomically) and measure what the 4-weight rig loses over `poses`.
 
     Args:
         poses: the clip's N poses (global rotation and hand pose, axis-angle, radians, as the avatar takes them).
         texture: side of the albedo texture, px. fps: frames per second of the clip.
+        correctives: how many frames of the clip, spread evenly from first to last, carry a pose-corrective morph
+            target that puts the skin on PairOF's 0.5 level set (correctives.py); 0: a plain skin.
     """
     start = time.perf_counter()
     baked = bake_avatar(avatar, texture)
     rig, atlas, ids, weights = baked.rig, baked.atlas, baked.joint_ids, baked.weights
     normals = trimesh.Trimesh(rig.vertices, rig.faces, process=False).vertex_normals
+    started = time.perf_counter()
+    morphs = pose_correctives(avatar, rig, dense_weights(ids, weights), poses.global_orient, poses.hand_pose,
+                              corrective_keys(len(poses), correctives))
+    corrective_seconds = time.perf_counter() - started
     mesh = GlbMesh(positions=rig.vertices[atlas.vertex_map], normals=normals[atlas.vertex_map], uvs=atlas.uvs,
                    faces=atlas.faces, joint_ids=ids[atlas.vertex_map], weights=weights[atlas.vertex_map],
-                   rest_joints=rig.joints, texture_png=_texture_png(baked.texture))
+                   rest_joints=rig.joints, texture_png=_texture_png(baked.texture),
+                   morph_positions=morphs.offsets[:, atlas.vertex_map] if len(morphs.keys) else None,
+                   morph_normals=morphs.normals[:, atlas.vertex_map] if len(morphs.keys) else None)
     rotations = local_rotations(poses.global_orient, poses.hand_pose, rig.pose_mean)
     clip = Clip(times=np.arange(len(poses)) / fps, rotations=rotations, wrist=root_translation(rig, rotations[:, 0]),
-                name=Path(poses.source).stem)
+                name=Path(poses.source).stem, morph_weights=morphs.weights if len(morphs.keys) else None)
     data = glb_bytes(mesh, clip)
     atomic_write(path, lambda f: f.write(data))
     error = pose_sequence_error(avatar, rig, dense_weights(ids, weights), poses.global_orient, poses.hand_pose)
     return ExportReport(path=path, size=len(data), seconds=time.perf_counter() - start, vertices=len(atlas.uvs),
-                        faces=len(atlas.faces), frames=len(poses), texture=texture, error=error)
+                        faces=len(atlas.faces), frames=len(poses), texture=texture, error=error, correctives=morphs,
+                        corrective_seconds=corrective_seconds)

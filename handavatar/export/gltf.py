@@ -4,7 +4,8 @@ Scene layout (glTF is y up, metres):
 
     hand                 rotation 180 deg about x: the avatar's camera-oriented model frame (y down, z forward)
     └── wrist ...        the 16 MANO joints in MANO order, each a node (translation to its parent, rotation)
-    mesh                 the skinned surface (at the scene root, as glTF skins want), skin over the 16 joints
+    mesh                 the skinned surface (at the scene root, as glTF skins want), skin over the 16 joints,
+                         optionally with morph targets (pose correctives) whose weights the clip drives
 
 World positions are therefore the model frame turned to y up: a glTF camera at the origin looking down -z sees what
 the avatar's camera (x right, y down, z forward) sees.
@@ -38,6 +39,8 @@ class GlbMesh:
     weights: np.ndarray  # (W, 4) float32 weights summing to 1
     rest_joints: np.ndarray  # (16, 3) bind-pose joints, model frame, metres
     texture_png: bytes  # the albedo texture
+    morph_positions: np.ndarray | None = None  # (K, W, 3) bind-pose displacements of K morph targets, metres
+    morph_normals: np.ndarray | None = None  # (K, W, 3) their normal displacements
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Clip:
     rotations: np.ndarray  # (N, 16, 3, 3) local joint rotations (joint 0: the global rotation), model frame
     wrist: np.ndarray  # (N, 3) wrist position, model frame, metres (keeps the posed joint 4 at the origin)
     name: str
+    morph_weights: np.ndarray | None = None  # (N, K) weights of the mesh's K morph targets per frame
 
 
 class _Buffer:
@@ -107,9 +111,17 @@ def glb_bytes(mesh: GlbMesh, clip: Clip, *, name: str = "hand_avatar") -> bytes:
     doc.textures.append(gl.Texture(sampler=0, source=0, name="albedo"))
     doc.materials.append(gl.Material(name="albedo", pbrMetallicRoughness=gl.PbrMetallicRoughness(
         baseColorTexture=gl.TextureInfo(index=0), metallicFactor=0.0, roughnessFactor=0.8)))
-    doc.meshes.append(gl.Mesh(name=name, primitives=[gl.Primitive(
+    targets, morphs = [], 0 if mesh.morph_positions is None else len(mesh.morph_positions)
+    for k in range(morphs):
+        targets.append(gl.Attributes(
+            POSITION=buffer.accessor((mesh.morph_positions[k] @ Y_UP.T).astype(np.float32), gl.VEC3,
+                                     target=gl.ARRAY_BUFFER, bounds=True),
+            NORMAL=buffer.accessor((mesh.morph_normals[k] @ Y_UP.T).astype(np.float32), gl.VEC3,
+                                   target=gl.ARRAY_BUFFER)))
+    doc.meshes.append(gl.Mesh(name=name, weights=[0.0] * morphs or None, primitives=[gl.Primitive(
         attributes=gl.Attributes(POSITION=positions, NORMAL=normals, TEXCOORD_0=uvs, JOINTS_0=joint_ids,
-                                 WEIGHTS_0=weights), indices=indices, material=0, mode=gl.TRIANGLES)]))
+                                 WEIGHTS_0=weights), indices=indices, material=0, mode=gl.TRIANGLES,
+        targets=targets or None)]))
 
     # nodes: 0 the y-up frame, 1..16 the joints, 17 the skinned mesh
     offsets = [mesh.rest_joints[0] - mesh.rest_joints[4]] + [
@@ -129,6 +141,11 @@ def glb_bytes(mesh: GlbMesh, clip: Clip, *, name: str = "hand_avatar") -> bytes:
     outputs = [(1, "translation", buffer.accessor(clip.wrist.astype(np.float32), gl.VEC3))]
     outputs += [(1 + j, "rotation", buffer.accessor(_quaternions(clip.rotations[:, j]).astype(np.float32), gl.VEC4))
                 for j in range(NUM_JOINTS)]
+    if morphs:
+        if clip.morph_weights is None or clip.morph_weights.shape != (len(clip.times), morphs):
+            raise ValueError(f"the clip's morph_weights must be ({len(clip.times)}, {morphs}) for {morphs} targets")
+        outputs.append((NUM_JOINTS + 1, "weights", buffer.accessor(clip.morph_weights.reshape(-1).astype(np.float32),
+                                                                   gl.SCALAR)))
     for node, path, output in outputs:
         samplers.append(gl.AnimationSampler(input=times, output=output, interpolation=gl.ANIM_LINEAR))
         channels.append(gl.AnimationChannel(sampler=len(samplers) - 1, target=gl.AnimationChannelTarget(node=node,
