@@ -7,8 +7,10 @@ Writes the chosen camera's images of both sequences (training, then held-out) as
 with the capture's true focal length and the held-out part set to the capture's held-out sequence
 (python -m segment.video.prepare), then prints and writes
 <out>/video/evaluation.json: the keypoint detection rate, the 2D error of the fitted joints against the true
-projected joints (and against the keypoints), MPJPE and PA-MPJPE in mm against the true joints, the mask IoU against
-the true masks, the distance of each mediapipe landmark to its model joint, and the time of each step.
+projected joints (and against the keypoints), MPJPE and PA-MPJPE in mm against the true joints, the IoU of the
+written masks and of the projected fitted mesh against the true masks, the distance of each mediapipe landmark to its
+model joint, and the time of each step; the fit's figures also for three groups of frames: `tune` (every 3rd training
+frame, where the fit's weights were chosen), `train_rest` (the other training frames) and `held_out`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from smplx.utils.cli import cli_main
 from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import INTERHAND_TO_MANO, MASK_TREE, project, tree_path, world_to_camera
+from segment.masks import fill_triangles
 from segment.synthetic import SEQUENCES, read_manifest
 from segment.video.correspondence import MEDIAPIPE_NAMES, MEDIAPIPE_TO_MANO
 from segment.video.frames import VideoError
@@ -32,7 +35,17 @@ from segment.video.metrics import mask_iou, mpjpe, pa_mpjpe, pixel_error
 from segment.video.prepare import PrepareSettings, prepare_video
 from segment.video.writer import CAMERA, CAPTURE, EVAL_SEQ, SPLIT, TRAIN_SEQ
 
-__all__ = ["evaluate_on_synthetic"]
+__all__ = ["evaluate_on_synthetic", "TUNE_EVERY"]
+
+TUNE_EVERY = 3  # the fit's weights were chosen on every 3rd training frame
+
+
+def _fit_figures(joints_mm: np.ndarray, true_cam: np.ndarray, fit_px: np.ndarray, mesh_iou: np.ndarray) -> dict:
+    """The fit's errors over F frames: joints_mm, true_cam (F, 21, 3) mm; fit_px (F, 21) px; mesh_iou (F,)."""
+    return {"frames": len(joints_mm), "joints_px_median_vs_truth": float(np.median(fit_px)),
+            "mpjpe_mm": float(mpjpe(joints_mm, true_cam).mean()),
+            "pa_mpjpe_mm": float(pa_mpjpe(joints_mm, true_cam).mean()),
+            "mesh_iou_mean": float(mesh_iou.mean())}
 
 
 def _truth_records(truth: Path, camera: str | None):
@@ -79,6 +92,17 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
     fit_uv = np.stack([project(1000 * fitted["joints"][k], records[i].K) for k, i in enumerate(rows)])[:, order]
     fit_px = pixel_error(fit_uv, true_uv[rows])
     joints_mm = 1000 * fitted["joints"]
+    faces = fitted["faces"]
+    width, height = summary["camera"]["width"], summary["camera"]["height"]
+    mesh_iou = []
+    for k, i in enumerate(rows):
+        true = cv2.imread(str(tree_path(truth, MASK_TREE, split, records[i].file_name, ".png")), cv2.IMREAD_GRAYSCALE)
+        mesh_iou.append(mask_iou(fill_triangles(project(1000 * fitted["vertices"][k], records[i].K), faces, width,
+                                                height) > 0, true > 0))
+    mesh_iou = np.array(mesh_iou)
+    in_train = np.array([records[i].seq_name != SEQUENCES[1][0] for i in rows])
+    groups = {"tune": in_train & (rows % TUNE_EVERY == 0), "train_rest": in_train & (rows % TUNE_EVERY != 0),
+              "held_out": ~in_train}
 
     written = SplitAnnotations(out, SPLIT)
     ious = []
@@ -99,6 +123,9 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
         "mpjpe_mm": float(mpjpe(joints_mm, true_cam[rows]).mean()),
         "pa_mpjpe_mm": float(pa_mpjpe(joints_mm, true_cam[rows]).mean()),
         "mask_iou_mean": float(np.mean(ious)), "mask_iou_median": float(np.median(ious)),
+        "mesh_iou_mean": float(mesh_iou.mean()), "mesh_iou_median": float(np.median(mesh_iou)),
+        "groups": {name: _fit_figures(joints_mm[chosen], true_cam[rows][chosen], fit_px[chosen], mesh_iou[chosen])
+                   for name, chosen in groups.items()},
         "seconds": summary["seconds"],
     }
     (out / "video" / "evaluation.json").write_text(json.dumps(result, indent=1))

@@ -8,7 +8,11 @@ sigmoid. The loss adds
   units of the frame's hand size (the keypoints' box diagonal);
 - 3D: the model's centred joints against the metric world landmarks (their shape gives depth and scale);
 - pose and shape priors (angles towards the relaxed hand, scaled by each joint's range; betas towards zero);
-- temporal smoothness of joints and angles between consecutive kept frames.
+- temporal smoothness of joints and angles between consecutive kept frames;
+- with masks of the frames (a refinement that starts from an earlier fit): every projected mesh vertex inside the
+  mask, and every point of the mask's outline near a vertex on the projected mesh's outline (segment.video.silhouette),
+  both robust, in units of the hand size; outline points matched to the wrist's rim are ignored (the model ends at
+  the wrist, a filmed arm does not).
 
 The rotation and translation start from a Procrustes fit of the palm to the world landmarks and a linear solve of
 the projection; a rigid stage then precedes the full fit.
@@ -28,6 +32,7 @@ from smplx import MANO
 from smplx.hand_pose import JOINT_LIMITS, NAMED_POSES
 from segment.video.correspondence import LANDMARK_WEIGHTS, PALM_LANDMARKS
 from segment.video.landmarks import landmark_layer
+from segment.video.silhouette import SilhouetteTarget, outline_distances, pad_indices, silhouette_vertices
 
 _CM = 0.01  # m
 
@@ -45,6 +50,10 @@ class FitSettings:
     w_pose: float = 0.03  # per squared joint range
     w_shape: float = 1e-3
     w_smooth: float = 1e-3  # per cm^2 of joint motion (plus squared angle change per joint range) between frames
+    w_inside: float = 4.0  # mask: projected vertices outside the mask (mean over vertices)
+    w_cover: float = 4.0  # mask: outline points away from the projected mesh's outline (mean over points)
+    silhouette_sigma: float = 0.1  # Geman-McClure scale of both mask terms, in hand sizes
+    outline_every: int = 10  # steps between choices of the silhouette vertices
 
 
 @dataclass
@@ -159,10 +168,44 @@ def _optimise(stages, loss_fn, lr: float, bar) -> None:
             bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
 
 
+class _MaskLoss:
+    """The two mask terms of the fit (module docstring) for the model's vertices, sealed like the model."""
+
+    def __init__(self, model: MANO, masks: SilhouetteTarget, focal: float, principal: tuple[float, float],
+                 hand_size: Tensor, settings: FitSettings):
+        self.masks, self.focal, self.principal, self.settings = masks, focal, principal, settings
+        self.hand_size = hand_size  # (N,) px
+        self.seal = model.seal_loop if model.seal else None
+        self.faces = model.output_faces.numpy()
+        rim = model.seal_loop.tolist() + [model.v_template.shape[0]] if model.seal else []
+        self.rim = torch.zeros(model.num_vertices, dtype=torch.bool)
+        self.rim[rim] = True
+        self.step, self.silhouette = 0, None
+
+    def __call__(self, vertices: Tensor) -> Tensor:
+        """vertices: (N, V, 3) the model's unsealed vertices, camera frame, m -> the scalar loss."""
+        if self.seal is not None:
+            vertices = torch.cat([vertices, vertices[:, self.seal].mean(1, keepdim=True)], 1)
+        uv = project_torch(vertices, self.focal, self.principal)  # (N, V', 2)
+        if self.step % self.settings.outline_every == 0:
+            pixels = uv.detach().double().numpy()
+            self.silhouette = pad_indices([silhouette_vertices(p, self.faces, self.masks.width, self.masks.height)
+                                           for p in pixels])
+        self.step += 1
+        sigma, size = self.settings.silhouette_sigma, self.hand_size[:, None]
+        outside = self.masks.outside_at(uv) / size
+        loss = self.settings.w_inside * _gmof(outside ** 2, sigma).mean()
+        squared, nearest = outline_distances(self.masks.outline, self.masks.outline_valid, uv, *self.silhouette)
+        counted = (self.masks.outline_valid & ~self.rim[nearest]).to(uv.dtype)
+        cover = (_gmof(squared / size ** 2, sigma) * counted).sum() / counted.sum().clamp_min(1)
+        return loss + self.settings.w_cover * cover
+
+
 def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndarray, *, focal: float,
              principal: tuple[float, float], consecutive: np.ndarray | None = None, offsets_mm: np.ndarray | None = None,
-             settings: FitSettings = FitSettings(), progress: bool = True) -> HandFit:
-    """Fit `model` to the keypoints of N frames.
+             settings: FitSettings = FitSettings(), start: HandFit | None = None,
+             masks: SilhouetteTarget | None = None, progress: bool = True) -> HandFit:
+    """Fit `model` to the keypoints of N frames (and to their masks when given).
 
     Args:
         model: a hand layer built with distal=True and no centring or scaling (output in metres).
@@ -173,6 +216,8 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
         consecutive: (N - 1,) bool, frame i + 1 directly follows frame i (smoothness applies); default all True.
         offsets_mm: (21, 3) where each landmark lies relative to its model joint (segment.video.landmarks); default
             LANDMARK_OFFSETS_MM, zeros: the landmarks are the model's joints.
+        start: an earlier fit of the same frames to start from (no initial solve, no rigid stage).
+        masks: the frames' hand masks (segment.video.silhouette.silhouette_target); the mask terms apply when given.
 
     Returns:
         HandFit.
@@ -186,7 +231,10 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
     dtype = model.v_template.dtype
     weights_np = confidence * np.asarray(LANDMARK_WEIGHTS)
     layer = landmark_layer(model, offsets_mm)
-    orient0, transl0 = _initial_rigid(layer, uv, world, weights_np, focal, principal)
+    if start is None:
+        orient0, transl0 = _initial_rigid(layer, uv, world, weights_np, focal, principal)
+    else:
+        orient0, transl0 = start.global_orient, start.transl
 
     def t(array):
         return torch.as_tensor(np.asarray(array), dtype=dtype)
@@ -199,20 +247,25 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
     limits = t(JOINT_LIMITS)
     low, span = limits[..., 0], limits[..., 1] - limits[..., 0]
     relaxed = t(NAMED_POSES["relaxed"])
-    start = ((relaxed - low) / span).clamp(0.02, 0.98)
-    raw_angles = torch.logit(start).expand(n, 15, 3).clone().requires_grad_(True)
-    orient = t(orient0).requires_grad_(True)
-    transl = t(transl0).requires_grad_(True)
-    betas = torch.zeros(1, model.num_betas, dtype=dtype, requires_grad=True)
+    if start is None:
+        share = ((relaxed - low) / span).clamp(0.02, 0.98).expand(n, 15, 3)
+    else:
+        share = ((t(start.angles) - low) / span).clamp(1e-4, 1 - 1e-4)
+    raw_angles = torch.logit(share).clone().requires_grad_(True)
+    orient = t(orient0).clone().requires_grad_(True)  # copies: Adam must not write into `start`'s arrays
+    transl = t(transl0).clone().requires_grad_(True)
+    betas = torch.zeros(1, model.num_betas, dtype=dtype) if start is None else t(start.betas)[None].clone()
+    betas.requires_grad_(True)
+    mask_loss = None if masks is None else _MaskLoss(model, masks, focal, principal, hand_size, settings)
 
     def forward():
         angles = low + span * torch.sigmoid(raw_angles)
         hand_pose = angles_to_pose_torch(angles, frames)
         out = layer(betas=betas.expand(n, -1), global_orient=orient, hand_pose=hand_pose, transl=transl)
-        return angles, hand_pose, out.vertices[:, -21:]
+        return angles, hand_pose, out.vertices[:, -21:], out.vertices[:, :-21]
 
     def loss_fn(full: bool):
-        angles, _, joints = forward()
+        angles, _, joints, vertices = forward()
         residual = (project_torch(joints, focal, principal) - target_uv).norm(dim=-1) / hand_size[:, None]
         loss = settings.w_2d * (weights * _gmof(residual ** 2, settings.robust_sigma)).sum() / weights.sum()
         centred = joints - joints.mean(1, keepdim=True)
@@ -224,11 +277,14 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
                 step = (((joints[1:] - joints[:-1]).norm(dim=-1) / _CM) ** 2).mean(1)
                 bend = ((angles[1:] - angles[:-1]) / span).pow(2).sum((1, 2))
                 loss = loss + settings.w_smooth * ((step + bend) * link).sum() / link.sum().clamp_min(1)
+            if mask_loss is not None:
+                loss = loss + mask_loss(vertices)
         return loss
 
-    stages = [([orient, transl], settings.rigid_steps, False), ([orient, transl, raw_angles, betas], settings.steps,
-                                                                 True)]
-    bar = tqdm(total=settings.rigid_steps + settings.steps, desc="fit", unit="step", disable=not progress)
+    rigid_steps = settings.rigid_steps if start is None else 0
+    stages = [([orient, transl], rigid_steps, False), ([orient, transl, raw_angles, betas], settings.steps, True)]
+    bar = tqdm(total=rigid_steps + settings.steps, desc="fit" if masks is None else "fit to masks", unit="step",
+               disable=not progress)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: one thread ran ~10x faster than two on a loaded 2-core machine
     try:
@@ -237,7 +293,7 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
         torch.set_num_threads(threads)
         bar.close()
     with torch.no_grad():
-        angles, hand_pose, landmarks = forward()
+        angles, hand_pose, landmarks, _ = forward()
         out = model(betas=betas.expand(n, -1), global_orient=orient, hand_pose=hand_pose, transl=transl)
         projected = project_torch(landmarks, focal, principal)
         residual = (projected - target_uv).norm(dim=-1).median(dim=1).values

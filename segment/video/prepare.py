@@ -4,8 +4,9 @@
         [--every N] [--max-frames N]
 
 Steps (each writes under <out>/video/ and is reused by a second run): frames (OpenCV), hand keypoints (mediapipe in
-the optional .venv-video), a fit of the hand model to them (segment.video.fit), then images, masks (the projected
-fitted mesh refined by GrabCut) and annotation files written as segment.video.writer describes. Frames without a
+the optional .venv-video), a fit of the hand model to them (segment.video.fit), masks of the frames (the projected
+fitted mesh refined by GrabCut) and a refinement of the fit to those masks (--mask-rounds times), then images, masks
+(made again from the refined fit) and annotation files written as segment.video.writer describes. Frames without a
 usable hand are dropped and counted by reason; <out>/video/prepare.json records the counts, the camera and the time
 of each step. Train on the result with `data.root=<out>` (the sequence names are the default config's).
 """
@@ -17,7 +18,7 @@ import json
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,15 @@ from segment.interhand import HAND_TYPES
 from segment.video.fit import FitSettings, fit_hand
 from segment.video.frames import VideoError, extract_frames, intrinsics, split_train_eval
 from segment.video.keypoints import detect_keypoints
-from segment.video.writer import VideoFrame, write_capture
+from segment.video.silhouette import silhouette_target
+from segment.video.writer import VideoFrame, grabcut_masks, write_capture
 
 __all__ = ["PrepareSettings", "prepare_video", "MIN_TRAIN_FRAMES"]
 
 MIN_TRAIN_FRAMES = 5  # fewer training frames cannot make an avatar
 MAX_RESIDUAL = 0.08  # a frame whose fitted landmarks miss the keypoints by more than this share of the hand box's
 # diagonal (median over the 21) is dropped
+MASK_FIT = replace(FitSettings(), steps=100)  # the refinement of a fit to the frames' masks
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class PrepareSettings:
     eval_fraction: float = 0.2  # the end of the video held out for validation
     model: str = "mano"  # MANO file or folder; the open hand without one
     grabcut: bool = True  # refine the projected mesh's masks with GrabCut
+    mask_rounds: int = 1  # GrabCut masks from the fit, then the fit refined to them, this many times (needs grabcut)
 
 
 def _select(keypoints, hand: str, count: int) -> tuple[np.ndarray, Counter, int]:
@@ -72,6 +76,11 @@ def _select(keypoints, hand: str, count: int) -> tuple[np.ndarray, Counter, int]
     return found, dropped, int(other.sum())
 
 
+def _project(points: np.ndarray, focal: float, principal: tuple[float, float]) -> np.ndarray:
+    """(..., 3) camera-frame points, m -> (..., 2) px."""
+    return points[..., :2] / points[..., 2:3] * focal + np.asarray(principal)
+
+
 def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings = PrepareSettings(), *,
                   progress: bool = True) -> dict:
     """Run every step (module docstring); returns the summary also written to <out>/video/prepare.json.
@@ -81,6 +90,8 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
     """
     if settings.hand not in HAND_TYPES:
         raise VideoError(f"--hand {settings.hand!r} is not one of {HAND_TYPES}")
+    if settings.mask_rounds < 0:
+        raise VideoError(f"--mask-rounds {settings.mask_rounds} must be 0 or more")
     out = Path(out)
     work = out / "video"
     timings = {}
@@ -113,7 +124,19 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
     timings["fit"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    uv_vertices = fit.vertices[..., :2] / fit.vertices[..., 2:3] * focal + np.asarray(principal)
+    faces = model.output_faces.numpy()
+    rounds = settings.mask_rounds if settings.grabcut else 0  # the projected mesh alone would only confirm the fit
+    for done in range(rounds):
+        masks = grabcut_masks(_project(fit.vertices, focal, principal), [frames[i].path for i in index], faces, width,
+                              height, progress=progress, desc=f"masks for the fit ({done + 1}/{rounds})")
+        fit = fit_hand(model, keypoints.uv[index].astype(float), keypoints.world[index].astype(float),
+                       np.ones((len(index), 21)), focal=focal, principal=principal,
+                       consecutive=np.diff(sources) == settings.every, settings=MASK_FIT, start=fit,
+                       masks=silhouette_target(masks), progress=progress)
+    timings["fit to masks"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    uv_vertices = _project(fit.vertices, focal, principal)
     kept = []
     for k, i in enumerate(index):
         lo, hi = uv_vertices[k].min(0), uv_vertices[k].max(0)
@@ -138,13 +161,14 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
                         and np.allclose(last["hand_pose"], fit.hand_pose) and np.allclose(last["betas"], fit.betas))
     data = model.to_model_data()
     hands_mean = np.zeros(45) if data.hands_mean is None else data.hands_mean
-    write_capture(out, kept, faces=model.output_faces.numpy(), betas=fit.betas, hands_mean=hands_mean,
+    write_capture(out, kept, faces=faces, betas=fit.betas, hands_mean=hands_mean,
                   hand=settings.hand, focal=focal, principal=principal, width=width, height=height,
                   grabcut=settings.grabcut, overwrite_masks=not same_fit, progress=progress)
     timings["write"] = time.perf_counter() - clock
     arrays = {k: getattr(fit, k) for k in ("global_orient", "hand_pose", "angles", "betas", "transl", "joints", "uv",
                                            "residual_px")}
-    atomic_write(previous, lambda f: np.savez(f, source_index=sources, grabcut=settings.grabcut, **arrays))
+    atomic_write(previous, lambda f: np.savez(f, source_index=sources, grabcut=settings.grabcut, faces=faces,
+                                              vertices=fit.vertices.astype(np.float32), **arrays))
     summary = {"source": str(source), "out": str(out), "frames": len(frames), "kept": len(kept),
                "train": n_train, "held_out": len(kept) - n_train, "dropped": dict(+dropped),
                "labelled_other_hand_kept": relabelled,
@@ -173,12 +197,15 @@ def _parse(argv):
     parser.add_argument("--eval-fraction", type=finite_float, default=0.2,
                         help="the last part of the video held out for validation (default 0.2)")
     parser.add_argument("--model", default="mano", help="MANO file or folder (else the open hand); default mano/")
-    parser.add_argument("--no-grabcut", action="store_true", help="masks are the projected mesh only")
+    parser.add_argument("--no-grabcut", action="store_true", help="masks are the projected mesh only (and the fit "
+                        "is not refined to masks)")
+    parser.add_argument("--mask-rounds", type=int, default=1, help="GrabCut masks, then the fit refined to them, "
+                        "this many times (default 1; 0: the keypoint fit only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     settings = PrepareSettings(hand=args.hand, fov=args.fov, focal=args.focal, every=args.every,
                                max_frames=args.max_frames, max_side=args.max_side, eval_fraction=args.eval_fraction,
-                               model=args.model, grabcut=not args.no_grabcut)
+                               model=args.model, grabcut=not args.no_grabcut, mask_rounds=args.mask_rounds)
     return args, settings
 
 

@@ -21,8 +21,8 @@ from segment.interhand import (HAND_TYPES, IMAGE_TREE, MANO_TO_INTERHAND, MASK_T
                                image_file_name, tree_path)
 from segment.masks import fill_triangles
 
-__all__ = ["VideoFrame", "write_capture", "refine_mask", "BAND_FRACTION", "SPLIT", "CAPTURE", "CAMERA", "TRAIN_SEQ",
-           "EVAL_SEQ"]
+__all__ = ["VideoFrame", "write_capture", "refine_mask", "grabcut_masks", "BAND_FRACTION", "SPLIT", "CAPTURE", "CAMERA",
+           "TRAIN_SEQ", "EVAL_SEQ"]
 
 SPLIT, CAPTURE, CAMERA = "test", 0, "0"
 TRAIN_SEQ, EVAL_SEQ = "ROM04_RT_Occlusion", "ROM03_RT_No_Occlusion"
@@ -83,6 +83,30 @@ def refine_mask(silhouette: np.ndarray, bgr: np.ndarray, *, band_px: int, iterat
     return out
 
 
+def grabcut_masks(uv: np.ndarray, images: list[Path], faces: np.ndarray, width: int, height: int, *,
+                  grabcut: bool = True, progress: bool = True, desc: str = "masks") -> list[np.ndarray]:
+    """Masks of N frames: the projected mesh, refined by GrabCut (refine_mask) in a band of BAND_FRACTION of the hand
+    box's diagonal.
+
+    Args:
+        uv: (N, V, 2) px projected vertices of each frame.
+        images: N image files.
+        faces: (F, 3) faces of the vertices.
+        grabcut: False keeps the projected mesh.
+
+    Returns:
+        N (H, W) uint8 0/255 masks.
+    """
+    masks = []
+    for pixels, image in zip(tqdm(uv, desc=desc, unit="frame", disable=not progress), images):
+        mask = fill_triangles(pixels, faces, width, height)
+        if grabcut:
+            band = max(4, round(BAND_FRACTION * float(np.hypot(*(pixels.max(0) - pixels.min(0))))))
+            mask = refine_mask(mask, cv2.imread(str(image), cv2.IMREAD_COLOR), band_px=band)
+        masks.append(mask)
+    return masks
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     if target.is_file():
         return
@@ -126,10 +150,7 @@ def write_capture(root: str | Path, frames: list[VideoFrame], *, faces: np.ndarr
         _link_or_copy(f.image, tree_path(root, IMAGE_TREE, SPLIT, file_name))
         mask_path = tree_path(root, MASK_TREE, SPLIT, file_name, ".png")
         if overwrite_masks or not mask_path.is_file():
-            mask = fill_triangles(f.uv, faces, width, height)
-            if grabcut:
-                band = max(4, round(BAND_FRACTION * float(np.hypot(*(f.uv.max(0) - f.uv.min(0))))))
-                mask = refine_mask(mask, cv2.imread(str(f.image), cv2.IMREAD_COLOR), band_px=band)
+            mask = grabcut_masks(f.uv[None], [f.image], faces, width, height, grabcut=grabcut, progress=False)[0]
             encoded = cv2.imencode(".png", np.repeat(mask[..., None], 3, axis=2))[1]
             atomic_write(mask_path, lambda out, data=encoded: out.write(data.tobytes()))
         (x0, y0), (x1, y1) = f.uv.min(0), f.uv.max(0)
