@@ -64,7 +64,7 @@ def _truth_records(truth: Path, camera: str | None):
 
 
 def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | None = None, grabcut: bool = True,
-                          progress: bool = True) -> dict:
+                          mask_rounds: int = 1, progress: bool = True) -> dict:
     """See the module docstring; returns the numbers written to <out>/video/evaluation.json."""
     truth, out = Path(truth), Path(out)
     records, split, hand = _truth_records(truth, camera)
@@ -77,7 +77,8 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
     focal = float(records[0].K[0, 0])
     held_out = sum(r.seq_name == SEQUENCES[1][0] for r in records) / len(records)  # the truth's held-out sequence
     summary = prepare_video(frames_dir, out, PrepareSettings(hand=hand, focal=focal, grabcut=grabcut,
-                                                             eval_fraction=held_out), progress=progress)
+                                                             eval_fraction=held_out, mask_rounds=mask_rounds),
+                            progress=progress)
 
     keypoints = load_keypoints(out / "video" / "keypoints.npz", len(records))
     with np.load(out / "video" / "fit.npz") as stored:
@@ -140,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where the prepared capture goes")
     parser.add_argument("--camera", help="camera id of the capture to use (default: its first)")
     parser.add_argument("--no-grabcut", action="store_true", help="masks are the projected mesh only")
+    parser.add_argument("--mask-rounds", type=int, default=1, help="GrabCut masks, then the fit refined to them, "
+                        "this many times (default 1)")
     args = parser.parse_args(argv)
-    result = evaluate_on_synthetic(args.truth, args.out, camera=args.camera, grabcut=not args.no_grabcut)
+    result = evaluate_on_synthetic(args.truth, args.out, camera=args.camera, grabcut=not args.no_grabcut,
+                                   mask_rounds=args.mask_rounds)
     print(json.dumps(result, indent=1))
     print(f"wrote {args.out}/video/evaluation.json")
     return 0
