@@ -59,6 +59,8 @@ CONFIG_SCHEMAS = {
     "bench.texture_baseline": ("handavatar.config", "AvatarConfig", "handavatar.config", "DEFAULTS"),
     "bench.appearance_ceiling": ("handavatar.config", "AvatarConfig", "handavatar.config", "DEFAULTS"),
     "bench.appearance_oracle": ("handavatar.config", "AvatarConfig", "handavatar.config", "DEFAULTS"),
+    "handavatar.export": ("handavatar.config", "AvatarConfig", "handavatar.config", "DEFAULTS"),
+    "handavatar.export.compare": ("handavatar.config", "AvatarConfig", "handavatar.config", "DEFAULTS"),
     "handavatar.authors": ("handavatar.config", "AvatarConfig", "handavatar.config", "DEFAULTS"),
     "smplx.manohd.train_lbs": ("smplx.manohd.train_lbs", "LBSConfig", "smplx.manohd.train_lbs", "DEFAULTS"),
     "pairof.train": ("pairof.train", "PairOFTrainConfig", "pairof.train", "DEFAULTS"),
