@@ -178,6 +178,20 @@ def coverage(config, layer, table, anchors: int) -> dict[str, float]:
             "p90": float(np.percentile(seen, 90)), "mean": float(seen.mean())}
 
 
+def synthetic_config(path: Path, overrides: list[str], needs: str) -> AvatarConfig:
+    """The avatar config of `path` with `overrides`, whose data.root must be a synthetic capture (ground-truth
+    layers); `needs` says what for, in the error.
+
+    Raises:
+        ConfigError: a bad config. ValueError: data.root is not a synthetic capture.
+    """
+    config = load_config(AvatarConfig, [DEFAULTS, path], overrides)
+    if not (Path(config.data.root) / "capture.json").is_file():
+        raise ValueError(f"data.root={config.data.root} is not a synthetic capture: {needs} "
+                         "(python -m segment.synthetic)")
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.appearance_ceiling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key.sub=value")
     args = parser.parse_args(argv)
     try:
-        config = load_config(AvatarConfig, [DEFAULTS, args.config], args.overrides)
-        if not (Path(config.data.root) / "capture.json").is_file():
-            raise ValueError(f"data.root={config.data.root} is not a synthetic capture: the ceilings need its true "
-                             "albedo (python -m segment.synthetic)")
+        config = synthetic_config(args.config, args.overrides, "the ceilings need its true albedo")
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

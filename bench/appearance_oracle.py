@@ -31,14 +31,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from smplx.utils.config import ConfigError, load_config
+from smplx.utils.config import ConfigError
 from smplx.utils.fileio import atomic_write
 from handavatar.checkpoint import load_avatar
-from handavatar.config import DEFAULTS, AvatarConfig
 from handavatar.data import to_tensors
 from handavatar.lpips import load_lpips
 from handavatar.metrics import frame_metrics
 from handavatar.validate import evaluation_dataset
+from bench.appearance_ceiling import synthetic_config
 
 __all__ = ["swapped_layers", "main"]
 
@@ -84,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key.sub=value")
     args = parser.parse_args(argv)
     try:
-        config = load_config(AvatarConfig, [DEFAULTS, args.config], args.overrides)
-        if not (Path(config.data.root) / "capture.json").is_file():
-            raise ValueError(f"data.root={config.data.root} is not a synthetic capture: the oracle needs its true "
-                             "albedo and shading (python -m segment.synthetic)")
+        config = synthetic_config(args.config, args.overrides, "the oracle needs its true albedo and shading")
         avatar, path, iteration = load_avatar(config, torch.device("cpu"))
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
