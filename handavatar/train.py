@@ -36,6 +36,7 @@ from handavatar.baseline.evaluate import image_colours
 from handavatar.checkpoint import build_avatar, load_avatar
 from handavatar.config import DEFAULTS, AvatarConfig, LossWeights, TrainSection, data_config
 from handavatar.data import InterHandDataset, to_tensors
+from handavatar.data.dataset import prepare_caches
 from handavatar.losses import point_silhouette, silhouette_loss
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.model import HandAvatar
@@ -125,6 +126,8 @@ def train(config: AvatarConfig) -> Path:
     device = group.device
     out_dir = Path(config.out_root) / config.experiment
     avatar = build_avatar(config, device)
+    evaluation = [data_config(config, "eval")] if config.train.progress_every else []  # the progress renders' frames
+    prepare_caches(data_config(config, "train"), *evaluation)  # each split's annotation files read once
     dataset = InterHandDataset(data_config(config, "train"))
     lpips = load_lpips(config.lpips.vgg, config.lpips.heads, device=device)
     if config.train.lossweights.lpips:
@@ -246,6 +249,7 @@ def run_validation(config: AvatarConfig) -> dict:
     validate it (handavatar.validate)."""
     device = resolve_device(config.device)
     avatar, latest, iteration = load_avatar(config, device)
+    prepare_caches(data_config(config, "eval"), data_config(config, "train"))  # the baseline reads the training frames
     summary = validate(config, avatar, latest.parent / "val", device)
     print(f"iteration {iteration}, {summary['frames']} frames of {summary['subject']}: PSNR {summary['psnr']:.2f} "
           f"dB, SSIM {summary['ssim']:.4f} (paper protocol); hand pixels: PSNR {summary['psnr_masked']:.2f} dB, SSIM "

@@ -32,8 +32,8 @@ from segment.interhand import (ANNOTATION_KINDS, IMAGE_TREE, MASK_TREE, FrameFil
 from segment.masks import MIN_IMAGE_MAX
 from segment.posing import create_model, pose_hands
 
-__all__ = ["AnnotationCache", "build_cache", "load_cache", "cache_path", "square_box", "NoUsableFrames",
-           "CACHE_VERSION"]
+__all__ = ["AnnotationCache", "build_cache", "load_cache", "load_caches", "cache_path", "square_box",
+           "NoUsableFrames", "CACHE_VERSION"]
 
 CACHE_VERSION = 2  # 2: annotation_order
 MIN_MASK_PX = 3000  # reference §6.2 filters
@@ -187,21 +187,42 @@ def build_cache(root: str | Path, subject: Subject, *, hand: str = "right", mode
     return cache, rejected
 
 
+def _current_cache(root: Path, subject: Subject, hand: str, model: str | None, bbox_offset: float
+                   ) -> AnnotationCache | None:
+    """The subject's cache when it is there, readable, and its fingerprint matches the current inputs; else None."""
+    path = cache_path(root, subject, hand)
+    if not path.is_file():
+        return None
+    source = create_model(root, model, hand=hand).source
+    try:
+        cache = AnnotationCache.load(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable or from another version: rebuild
+    return cache if cache.fingerprint == _fingerprint(root, subject, hand, source, bbox_offset) else None
+
+
+def load_caches(root: str | Path, subjects: list[Subject | str], *, hand: str = "right", model: str | None = None,
+                bbox_offset: float = 0.01, progress: bool = True) -> list[AnnotationCache]:
+    """The subjects' caches, in order: each read when its fingerprint matches the current inputs, (re)built
+    otherwise. The caches to build are built split by split, each split's annotation files read and indexed once for
+    all its subjects (and let go before the next split is read)."""
+    root = Path(root)
+    subjects = [Subject.parse(s) if isinstance(s, str) else s for s in subjects]
+    found = {s: _current_cache(root, s, hand, model, bbox_offset) for s in dict.fromkeys(subjects)}
+    stale = [s for s, cache in found.items() if cache is None]
+    for split in dict.fromkeys(s.split for s in stale):
+        annotations = SplitAnnotations(root, split)
+        for subject in [s for s in stale if s.split == split]:
+            found[subject] = build_cache(root, subject, hand=hand, model=model, bbox_offset=bbox_offset,
+                                         progress=progress, annotations=annotations)[0]
+        del annotations
+    return [found[s] for s in subjects]
+
+
 def load_cache(root: str | Path, subject: Subject | str, *, hand: str = "right", model: str | None = None,
                bbox_offset: float = 0.01, progress: bool = True) -> AnnotationCache:
     """The subject's cache: read when its fingerprint matches the current inputs, (re)built otherwise."""
-    root = Path(root)
-    subject = Subject.parse(subject) if isinstance(subject, str) else subject
-    path = cache_path(root, subject, hand)
-    if path.is_file():
-        source = create_model(root, model, hand=hand).source
-        try:
-            cache = AnnotationCache.load(path)
-        except (OSError, ValueError, KeyError, TypeError):
-            cache = None  # unreadable or from another version: rebuild
-        if cache is not None and cache.fingerprint == _fingerprint(root, subject, hand, source, bbox_offset):
-            return cache
-    return build_cache(root, subject, hand=hand, model=model, bbox_offset=bbox_offset, progress=progress)[0]
+    return load_caches(root, [subject], hand=hand, model=model, bbox_offset=bbox_offset, progress=progress)[0]
 
 
 @cli_main

@@ -24,11 +24,11 @@ from torch.utils.data import Dataset
 from smplx.utils.cli import InputError, MissingFileError
 from segment.annotations import Subject
 from segment.interhand import IMAGE_TREE, MASK_TREE, FrameFileError, read_rgb, tree_path
-from segment.preprocess import AnnotationCache, load_cache
+from segment.preprocess import AnnotationCache, load_cache, load_caches
 from handavatar.data.crop import crop_intrinsics, crop_transform, warp
 from handavatar.data.rays import box_hit_mask, pixel_directions, ray_box_intersection
 
-__all__ = ["DataConfig", "InterHandDataset", "to_tensors"]
+__all__ = ["DataConfig", "InterHandDataset", "prepare_caches", "to_tensors"]
 
 _log = logging.getLogger(__name__)
 
@@ -55,6 +55,17 @@ class DataConfig:
     layers: bool = False  # also the albedo and shading ground truth of a synthetic capture ('target_albedo', ...)
     target: str = "masked"  # 'masked': off the thresholded warped mask the target is exactly the background (ours);
     # 'composite': the warped composite as it is, blended at the outline (published)
+
+
+def prepare_caches(*configs: DataConfig) -> None:
+    """Bring the annotation caches of these datasets' subjects up to date before the datasets are made (each then
+    reads its own), reading each split's annotation files once for all of them: a dataset builds a missing or stale
+    cache alone, reading the whole split for its one subject (`segment.preprocess.load_caches`)."""
+    groups: dict[tuple, list[str]] = {}
+    for config in configs:
+        groups.setdefault((config.root, config.hand, config.model, config.bbox_offset), []).append(config.subject)
+    for (root, hand, model, bbox_offset), subjects in groups.items():
+        load_caches(root, subjects, hand=hand, model=model, bbox_offset=bbox_offset)
 
 
 class InterHandDataset(Dataset):
