@@ -161,9 +161,10 @@ def file_size_limit(limit: int):
     return apply
 
 
-def full_disk_line(path: str | Path) -> str:
-    """The error line of a write to `path` that failed on a full disk (here: past a file-size limit)."""
-    return (f"error: File too large writing {path}; free some space on that disk or write the outputs elsewhere (the "
+def full_disk_line(path: str | Path, reason: str = "File too large") -> str:
+    """The error line of a write to `path` that failed on a full disk: past a file-size limit ('File too large'), or
+    on a file system with no room left ('No space left on device')."""
+    return (f"error: {reason} writing {path}; free some space on that disk or write the outputs elsewhere (the "
             "previous files are kept)")
 
 

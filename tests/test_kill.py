@@ -145,12 +145,36 @@ def _assert_equal_states(a: dict, b: dict, keys=None) -> None:
 
 
 @pytest.mark.kill
+def lbs_args(tmp_path: Path, name: str) -> list[str]:
+    """The tiny LBS-weight pretraining of the kill and full-disk tests, into <tmp_path>/<name>/."""
+    return ["smplx.manohd.train_lbs", f"model.path={tmp_path / 'no_mano'}", "model.levels=1", "steps=8", "batch=2",
+            "poses.pool=50", "checkpoint_every=1", "snapshot_every=0", "eval_poses=2", "publish=false", "device=cpu",
+            "lr=1.0e-2", f"out_root={tmp_path}", f"name={name}"]
+
+
+def pairof_args(tmp_path: Path, name: str) -> list[str]:
+    """The tiny PairOF pretraining of the kill and full-disk tests, into <tmp_path>/<name>/."""
+    return ["pairof.train", "model.path=open_hand", "model.levels=1", "model.lbs_weights=", "field.part_samples=32",
+            "field.anchors=256", "batch=1", "points.per_part=16", "eval_poses=1", "eval_points=256",
+            "mesh_resolution=8", "publish=false", "precision=float32", "steps=6", "checkpoint_every=1",
+            f"out_root={tmp_path}", f"name={name}"]
+
+
+def avatar_args(tmp_path: Path, experiment: str) -> list[str]:
+    """The tiny avatar training of the kill and full-disk tests, into <tmp_path>/runs/<experiment>/, on the capture
+    in <tmp_path>/capture and the PairOF of `train_tiny_pairof(tmp_path)`."""
+    return ["handavatar.train", f"out_root={tmp_path / 'runs'}", f"data.root={tmp_path / 'capture'}",
+            "smpl_cfg.model_path=open_hand", "smpl_cfg.levels=1", "smpl_cfg.lbs_weights=",
+            f"smpl_cfg.pairof={tmp_path / 'field' / 'pairof.ckpt'}", "N_samples=4", "patch.size=4",
+            "network.code_dim=8", "train.accum_iter=2", "train.save_every=2", "train.log_every=1",
+            "train.lossweights.lpips=0", "train.progress_every=0", "train.maxiter=8", "train.ema=0.9",
+            "device=cpu", f"experiment={experiment}"]
+
+
+@pytest.mark.kill
 def test_lbs_pretraining_survives_kills(tmp_path):
-    common = ["smplx.manohd.train_lbs", f"model.path={tmp_path / 'no_mano'}", "model.levels=1", "steps=8", "batch=2",
-              "poses.pool=50", "checkpoint_every=1", "snapshot_every=0", "eval_poses=2", "publish=false",
-              "device=cpu", "lr=1.0e-2"]
-    straight = _run(["-m", *common, f"out_root={tmp_path}", "name=straight"])
-    _interrupted([*common, f"out_root={tmp_path}", "name=killed"], straight, seed=1,
+    straight = _run(["-m", *lbs_args(tmp_path, "straight")])
+    _interrupted(lbs_args(tmp_path, "killed"), straight, seed=1,
                  checkpoint=tmp_path / "killed" / "checkpoint.pt")
     _no_temporaries_left(tmp_path / "killed")
     for name in ("lbs_weights.pth", "checkpoint.pt"):
@@ -160,12 +184,8 @@ def test_lbs_pretraining_survives_kills(tmp_path):
 
 @pytest.mark.kill
 def test_pairof_pretraining_survives_kills(tmp_path):
-    common = ["pairof.train", "model.path=open_hand", "model.levels=1", "model.lbs_weights=", "field.part_samples=32",
-              "field.anchors=256", "batch=1", "points.per_part=16", "eval_poses=1", "eval_points=256",
-              "mesh_resolution=8", "publish=false", "precision=float32", "steps=6", "checkpoint_every=1",
-              f"out_root={tmp_path}"]
-    straight = _run(["-m", *common, "name=straight"])
-    _interrupted([*common, "name=killed"], straight, seed=2, checkpoint=tmp_path / "killed" / "checkpoint.pt")
+    straight = _run(["-m", *pairof_args(tmp_path, "straight")])
+    _interrupted(pairof_args(tmp_path, "killed"), straight, seed=2, checkpoint=tmp_path / "killed" / "checkpoint.pt")
     _no_temporaries_left(tmp_path / "killed")
     a, b = (torch.load(tmp_path / run / "pairof.ckpt", weights_only=True) for run in ("straight", "killed"))
     _assert_equal_states(a["state_dict"], b["state_dict"])
@@ -175,14 +195,8 @@ def test_pairof_pretraining_survives_kills(tmp_path):
 def test_avatar_training_survives_kills(synthetic_capture, tmp_path):
     train_tiny_pairof(tmp_path)
     shutil.copytree(synthetic_capture, tmp_path / "capture")  # the trainer writes its annotation cache there
-    common = ["handavatar.train", f"out_root={tmp_path / 'runs'}", f"data.root={tmp_path / 'capture'}",
-              "smpl_cfg.model_path=open_hand", "smpl_cfg.levels=1", "smpl_cfg.lbs_weights=",
-              f"smpl_cfg.pairof={tmp_path / 'field' / 'pairof.ckpt'}", "N_samples=4", "patch.size=4",
-              "network.code_dim=8", "train.accum_iter=2", "train.save_every=2", "train.log_every=1",
-              "train.lossweights.lpips=0", "train.progress_every=0", "train.maxiter=8", "train.ema=0.9",
-              "device=cpu"]
-    straight = _run(["-m", *common, "experiment=straight"])
-    _interrupted([*common, "experiment=killed"], straight, seed=3,
+    straight = _run(["-m", *avatar_args(tmp_path, "straight")])
+    _interrupted(avatar_args(tmp_path, "killed"), straight, seed=3,
                  checkpoint=tmp_path / "runs" / "killed" / "latest.tar")
     _no_temporaries_left(tmp_path / "runs" / "killed")
     a, b = (torch.load(tmp_path / "runs" / run / "latest.tar", weights_only=True) for run in ("straight", "killed"))
