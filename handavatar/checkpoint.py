@@ -47,11 +47,14 @@ def build_avatar(config: AvatarConfig, device: torch.device) -> HandAvatar:
     field.precision = config.precision
     torch.manual_seed(config.seed)
     net = config.network
-    return HandAvatar(hand, field, deformer=net.deformer, shading=net.shading,
-                      shading_normal=net.shading_normal, code_dim=net.code_dim,
-                      anchor_levels=net.anchor_levels, albedo_at=net.albedo_at, shading_at=net.shading_at,
-                      shadow_rays=net.shadow_rays,
-                      options=render_options(config)).to(device)
+    try:
+        avatar = HandAvatar(hand, field, deformer=net.deformer, shading=net.shading,
+                            shading_normal=net.shading_normal, code_dim=net.code_dim,
+                            anchor_levels=net.anchor_levels, albedo_at=net.albedo_at, shading_at=net.shading_at,
+                            shadow_rays=net.shadow_rays, lights=net.lights, options=render_options(config))
+    except ValueError as error:  # options of the network section that do not go together
+        raise InputError(f"the config's network section: {error}") from error
+    return avatar.to(device)
 
 
 def render_options(config: AvatarConfig) -> RenderOptions:
@@ -67,7 +70,7 @@ _HINTS = {"hand.": "smpl_cfg.model_path, smpl_cfg.levels, data.hand", "field.": 
           "texture.": "network.albedo_at, smpl_cfg.levels",
           "anchor_embedding": "network.anchor_levels, smpl_cfg.pairof",
           "shading.": "network.shading, network.shading_normal, network.anchor_levels, network.shading_at, "
-                      "network.shadow_rays"}
+                      "network.shadow_rays, network.lights"}
 """State-dict prefixes -> the config keys that decide those tensors' shapes."""
 
 

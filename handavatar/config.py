@@ -34,6 +34,7 @@ PUBLISHED: dict[str, object] = {
     "network.albedo_at": "samples",  # the albedo at every ray sample, composited
     "network.shading_at": "samples",  # SelF at every ray sample, composited
     "network.shading_normal": False,
+    "network.lights": 0,  # SelF, not learned lights
     "train.ema": 0.0,
     "train.sil_mask": "square",
 }
@@ -95,6 +96,9 @@ class NetworkSection:
     # ray (not in the paper; needs albedo_at surface, plane or mesh)
     shading_at: Literal["samples", "surface"]
     shadow_rays: Count  # shading_at surface: shadow-ray directions (a Fibonacci sphere in the model frame)
+    # shading_at surface: 0: SelF; K > 0: instead of SelF, K learned directional lights with shadow rays traced on the
+    # posed mesh, ambient occlusion and a learned response (not in the paper)
+    lights: NonNegInt
 
 
 @dataclass

@@ -27,6 +27,7 @@ from handavatar.config import data_config
 from handavatar.data import InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.metrics import frame_metrics
+from handavatar.model.shading import SelF
 
 __all__ = ["validate", "evaluation_dataset", "frame_metrics", "layer_errors", "saturated_shading", "Progress",
            "append_row"]
@@ -139,7 +140,7 @@ class Progress:
                 tiles.append(_tile(out, sample))
         avatar.train()
         means = {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
-        if avatar.shading is not None and means["shading_saturated"] > 0.99:
+        if isinstance(avatar.shading, SelF) and means["shading_saturated"] > 0.99:  # LightShading has no sigmoid
             tqdm.write(f"warning: at iteration {iteration} SelF's shading is saturated (0 or 1) on "
                        f"{100 * means['shading_saturated']:.1f}% of the hand: its sigmoid passes no gradient there, so "
                        "SelF no longer learns; lower train.lr_shading (published 5e-4) and train again",

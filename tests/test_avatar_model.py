@@ -8,6 +8,7 @@ import torch
 import smplx
 from handavatar.losses import dilate, point_silhouette, silhouette_loss
 from handavatar.model import AlbedoField, Deformer, SelF, inverse_distance_weights, positional_encoding
+from handavatar.model.shading import LightShading
 
 
 def test_positional_encoding_closed_form():
@@ -49,6 +50,35 @@ def test_self_sees_the_running_maximum_of_part_occupancy():
     assert torch.equal(out[0, 2], out[0, 3])  # same running maximum, same inputs: same shading
     out.sum().backward()
     assert occupancy.grad is None  # shading never pushes on the geometry
+
+
+def test_light_shading_is_ambient_occlusion_plus_shadowed_lambert_lights_through_the_response():
+    """LightShading against its closed form, written out per point: linear = a0 + a AO + sum_k s_k V_k max(0, n.l_k),
+    AO the cosine-weighted share of the visible sky directions; shading = linear ** (1 / gamma). Its starting
+    values (0.02 + 0.3 + 0.7 for a lit point that sees the whole sky, gamma 2.2); a light behind the normal or in
+    shadow adds nothing; gradients reach every parameter."""
+    shading = LightShading(2).double()
+    assert shading.light_directions().shape == (2, 3) and (shading.light_directions()[:, 2] < 0).all()
+    torch.testing.assert_close(shading.gamma(), torch.tensor(2.2, dtype=torch.float64))
+    with torch.no_grad():
+        shading.directions.copy_(torch.tensor([[0.0, 0.0, -2.0], [0.6, -0.8, 0.0]]))
+    sky = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, 1.0], [0.8, 0.0, -0.6], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    normals = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.6, -0.8], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    sky_visible = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 1], [0, 1, 1, 0]], dtype=torch.float64)
+    lit = torch.tensor([[1, 1], [1, 0], [0, 1]], dtype=torch.float64)
+    out = shading(normals, sky_visible, sky, lit)
+    lights = np.array([[0.0, 0.0, -1.0], [0.6, -0.8, 0.0]])
+    for h in range(3):
+        cos_sky = np.clip(sky.numpy() @ normals[h].numpy(), 0, None)
+        ao = (sky_visible[h].numpy() * cos_sky).sum() / cos_sky.sum()
+        direct = sum(0.35 * lit[h, k].item() * max(0.0, float(normals[h].numpy() @ lights[k])) for k in range(2))
+        np.testing.assert_allclose(out[h, 0].item(), (0.02 + 0.3 * ao + direct) ** (1 / 2.2), rtol=1e-6)  # float32 start
+    np.testing.assert_allclose(out[0, 0].item(), (0.02 + 0.3 + 0.35) ** (1 / 2.2), rtol=1e-6)  # light 1 grazes
+    out.sum().backward()
+    for name, parameter in shading.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError, match="at least one light"):
+        LightShading(0)
 
 
 def test_deformer_keeps_the_centre_joint_and_starts_near_the_template():

@@ -2,6 +2,7 @@
 compositing identities, which parameters learn, and the ablation switches."""
 
 import copy
+import math
 import shutil
 
 import pytest
@@ -594,6 +595,62 @@ def test_fast_renderer_draws_what_the_reference_draws_with_the_shading_at_the_su
         _avatar(hand, albedo_at="samples", shading_at="surface")
     with pytest.raises(ValueError, match="shading_at 'rays' is not one of"):
         _avatar(hand, albedo_at="surface", shading_at="rays")
+
+
+def test_learned_lights_draw_alike_in_both_renderers_and_match_a_per_ray_loop(parts):
+    """network.lights: both renderers take LightShading once per ray (same pictures and gradients without early
+    termination), and a loop written ray by ray gives the same shading: the published renderer's alpha and depth,
+    the ray's first hit on the posed mesh however far from the point (`mesh_lookup`), the smoothed vertex normals
+    (`smoothed_vertex_normals`, tested in test_mesh) blended there and turned towards the camera, the point lifted
+    onto each corner's tangent plane, each light's shadow ray and each of the hit's vertices' sky rays by
+    Moller-Trumbore against every triangle, and the closed form (tested in test_avatar_model), times alpha. Learned
+    lights replace SelF only with shading_at 'surface'."""
+    from smplx.mesh import smoothed_vertex_normals
+    from handavatar.render.surface import mesh_lookup
+
+    hand, sample = parts
+    options = dict(albedo_at="surface", shading_at="surface", shadow_rays=16, lights=2)
+    fast = _avatar(hand, tolerance=0.0, group=3, **options)
+    with torch.no_grad():  # one light from the side (a third of these rays face it in the hand's shadow), one ahead
+        fast.shading.directions.copy_(torch.tensor([[1.0, 0.07, 0.2], [-0.3, -0.2, -1.0]]))
+    _fast_and_reference(sample, fast, _avatar(hand, renderer="reference", **options), atol_grad=1e-5)
+    for name, parameter in fast.shading.named_parameters():
+        assert parameter.grad.abs().sum() > 0, name
+    published = _avatar(hand, renderer="reference")
+    origin, directions, near, far, posed, encoding, background = _rays(fast, sample)
+    with torch.no_grad():
+        out = fast.render_rays(origin, directions, near, far, posed, encoding, background)
+        every = published.render_rays(origin, directions, near, far, posed, encoding, background)
+        vertices, faces = posed.vertices[0], hand.output_faces
+        normals = smoothed_vertex_normals(vertices, faces, fast.shading.smoothing)
+        offset = fast.shading.offset
+        lights = torch.nn.functional.normalize(fast.shading.directions, dim=-1)
+        expected, shadowed = [], 0
+        for r in range(directions.shape[0]):
+            alpha = every["alpha"][r]
+            if alpha == 0:
+                expected.append(torch.zeros(1))
+                continue
+            point = origin + directions[r] * every["depth"][r, 0] / alpha
+            ids, weights = mesh_lookup(origin, point[None], directions[r:r + 1], vertices, faces, reach=math.inf)
+            at = (weights[0][:, None] * vertices[ids[0]]).sum(0)
+            at = at - sum(w * min(0.0, float((at - vertices[v]) @ normals[v])) * normals[v]
+                          for w, v in zip(weights[0], ids[0]))  # lifted onto the corners' tangent planes
+            normal = torch.nn.functional.normalize((weights[0][:, None] * normals[ids[0]]).sum(0), dim=0)
+            normal = -normal if normal @ directions[r] > 0 else normal
+            sky = torch.stack([torch.tensor([float(_first_hit_by_hand(vertices[v] + offset * normals[v], d, vertices,
+                                                                      faces) is None)
+                                             for d in fast.shadow_directions]) for v in ids[0]])
+            lit = torch.tensor([float(_first_hit_by_hand(at + offset * normal, light, vertices, faces) is None)
+                                for light in lights])
+            shadowed += int(lit[0] == 0 and normal @ lights[0] > 0.1)
+            expected.append(alpha * fast.shading(normal[None], (weights[0][:, None] * sky).sum(0)[None],
+                                                 fast.shadow_directions, lit[None])[0])
+    expected = torch.stack(expected)
+    assert (every["alpha"] > 0).sum() > 5 and shadowed > 0  # a light faced by the surface, blocked by the hand
+    torch.testing.assert_close(out["shading"], expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="needs shading_at 'surface' \\(got 'samples'\\)"):
+        _avatar(hand, albedo_at="surface", lights=2)
 
 
 def test_shading_at_the_surface_matches_a_per_ray_loop(parts):

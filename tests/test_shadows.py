@@ -5,7 +5,8 @@ import torch
 
 import smplx
 from smplx.mesh import vertex_normals
-from handavatar.render.shadows import interpolated_visibility, sphere_directions, visibility
+from handavatar.render.shadows import (camera_hemisphere, interpolated_visibility, mesh_points, sphere_directions,
+                                      visibility)
 from tests.test_avatar_network import _first_hit_by_hand
 
 CUBE_VERTICES = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0],
@@ -35,6 +36,31 @@ def test_a_point_on_a_convex_cube_sees_the_half_space_outside_its_face():
     torch.testing.assert_close(visible[1], (directions[:, 1] < 0).float())
     # vertex 0: two triangles of the bottom and front faces, one of the left face, each of area 1/2
     torch.testing.assert_close(vertex_normals(CUBE_VERTICES, CUBE_FACES)[0], torch.tensor([-1.0, -2.0, -2.0]) / 3)
+
+
+def test_mesh_points_blend_the_vertices_and_turn_their_normals_towards_the_ray():
+    """A point of the cube's top face and of a corner: barycentric points, Phong normals (the vertex normals blended
+    and normalised), flipped where they face away from the ray's origin; `camera_hemisphere` lights face the
+    camera (z < 0)."""
+    ids = torch.tensor([[4, 5, 6], [0, 1, 2]])
+    weights = torch.tensor([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
+    points, normals = mesh_points(CUBE_VERTICES, CUBE_FACES, ids, weights)
+    torch.testing.assert_close(points, torch.tensor([[0.8, 0.5, 1.0], [0.0, 0.0, 0.0]]))
+    vertex = vertex_normals(CUBE_VERTICES, CUBE_FACES)
+    blend = torch.nn.functional.normalize(0.2 * vertex[4] + 0.3 * vertex[5] + 0.5 * vertex[6], dim=0)
+    torch.testing.assert_close(normals, torch.stack([blend, vertex[0] / vertex[0].norm()]))
+    rays = torch.tensor([[0.0, 0.0, -1.0], [-1.0, -1.0, -1.0]])  # looking down at the top; from inside the corner
+    _, turned = mesh_points(CUBE_VERTICES, CUBE_FACES, ids, weights, towards=rays)
+    torch.testing.assert_close(turned, torch.stack([blend, -vertex[0] / vertex[0].norm()]))
+    lifted, _ = mesh_points(CUBE_VERTICES, CUBE_FACES, ids, weights, lift=True)
+    expected = points[0].clone()
+    for w, v in zip(weights[0], ids[0]):  # onto each corner's tangent plane where below it, blended
+        expected -= w * min(0.0, float((points[0] - CUBE_VERTICES[v]) @ vertex[v])) * vertex[v]
+    torch.testing.assert_close(lifted[0], expected)
+    assert lifted[0, 2] > 1.01  # the cube's top face lifted towards the round surface its vertex normals describe
+    torch.testing.assert_close(lifted[1], points[1])  # a corner stays
+    lights = camera_hemisphere(3)
+    assert lights.shape == (3, 3) and (lights[:, 2] < 0).all()
 
 
 def test_visibility_on_a_posed_hand_matches_a_loop_over_every_triangle():

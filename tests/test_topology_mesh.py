@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from smplx.mesh import interpolate_barycentric, sample_surface, vertex_normals
+from smplx.mesh import interpolate_barycentric, sample_surface, smoothed_vertex_normals, vertex_normals
 from smplx.topology import boundary_loops, one_ring, seal_fan, unique_edges
 
 
@@ -59,6 +59,30 @@ def test_vertex_normals_match_loop(tube_data):
             slow[v] += n
     slow = slow / slow.norm(dim=-1, keepdim=True)
     torch.testing.assert_close(fast, slow.expand_as(fast), rtol=0, atol=1e-12)  # float64
+
+
+def test_smoothed_vertex_normals_average_over_the_face_edges(tube_data):
+    """Each pass: a vertex's normal plus its neighbour's across every face edge around it (an edge shared by two faces
+    counts twice), normalised; written as a loop over the faces' edges. 0 passes: the vertex normals; more passes
+    smooth a bumpy surface's normals (closer to those of the smooth tube)."""
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.from_numpy(tube_data.v_template)
+    verts = smooth + 0.002 * torch.randn(tube_data.num_vertices, 3, generator=g, dtype=torch.float64)
+    faces = torch.from_numpy(tube_data.faces)
+    slow = vertex_normals(verts, faces)
+    for _ in range(3):
+        total = slow.clone()
+        for face in tube_data.faces.tolist():
+            for i in range(3):
+                a, b = face[i], face[(i + 1) % 3]
+                total[a] += slow[b]
+                total[b] += slow[a]
+        slow = total / total.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(smoothed_vertex_normals(verts, faces, 3), slow, rtol=0, atol=1e-12)
+    torch.testing.assert_close(smoothed_vertex_normals(verts, faces, 0), vertex_normals(verts, faces))
+    truth = vertex_normals(smooth, faces)
+    error = [(1 - (smoothed_vertex_normals(verts, faces, k) * truth).sum(-1)).mean() for k in (0, 2)]
+    assert error[1] < 0.5 * error[0]
 
 
 def test_surface_samples_lie_on_faces_in_area_proportion():

@@ -11,7 +11,8 @@ at its expected surface point, instead of at every sample (`handavatar.render.su
 in a texture on MANO-HD's vertices where the ray meets the posed mesh (`handavatar.model.texture`). With
 `shading_at='surface'` (not in the paper) SelF too runs once per ray, at that point, and sees the visibility of
 shadow rays traced on the posed mesh instead of the part occupancies along the camera ray
-(`handavatar.render.shadows`).
+(`handavatar.render.shadows`); with `lights=K` (not in the paper) an explicit model of K learned directional lights,
+their cast shadows and the ambient occlusion there replaces SelF (`handavatar.model.shading.LightShading`).
 
 The renderers live in `handavatar.render` and see the avatar through `pose_field` (callables over its networks);
 its `options` (a `RenderOptions`: renderer, samples, sampling, band, ...) choose how it is drawn, and
@@ -20,24 +21,27 @@ its `options` (a `RenderOptions`: renderer, samples, sampling, band, ...) choose
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from smplx import MANO, MANOOutput
+from smplx.mesh import smoothed_vertex_normals
 from smplx.joint_names import NUM_JOINTS
 from smplx.utils.raycast import EmbreeMesh
 from pairof import PairOF, PairOFEncoding
 from handavatar.model.albedo import AlbedoField, blend_anchors
 from handavatar.model.deformer import Deformer
 from handavatar.model.embedder import positional_encoding
-from handavatar.model.shading import SelF
+from handavatar.model.shading import LightShading, SelF
 from handavatar.model.texture import VertexTexture
 from handavatar.render.anchors import AnchorIndex
 from handavatar.render.band import BandCache, measure_band
 from handavatar.render.field import PartBoxes, PoseField
 from handavatar.render.options import RenderOptions
 from handavatar.render.rays import render_rays
-from handavatar.render.shadows import interpolated_visibility, sphere_directions
+from handavatar.render.shadows import interpolated_visibility, mesh_points, sphere_directions, visibility
 from handavatar.render.surface import mesh_lookup, onto_anchor_planes
 
 __all__ = ["HandAvatar", "ALBEDO_AT", "SHADING_AT"]
@@ -78,6 +82,9 @@ class HandAvatar(nn.Module):
             its expected surface point (needs an albedo_at other than 'samples'), its part-occupancy input replaced
             by the visibility of `shadow_rays` directions (`sphere_directions`) from the posed mesh's vertices
             around the point (`mesh_lookup`), interpolated (`interpolated_visibility`).
+        lights: with shading_at 'surface', 0: SelF; K > 0: `LightShading` with K learned directional lights instead
+            (at the point where the ray meets the posed mesh, its smooth normal, one shadow ray per light traced
+            from there, and the ambient occlusion of the `shadow_rays` directions).
         options: how the avatar is rendered (renderer, samples per ray, sampling, the fast renderer's group,
             tolerance and band); `render` and `render_rays` take others for one call.
     """
@@ -85,7 +92,7 @@ class HandAvatar(nn.Module):
     def __init__(self, hand: MANO, field: PairOF, *, deformer: bool = True, shading: bool = True,
                  shading_normal: bool = False, code_dim: int = 128, anchor_levels: int = 3,
                  albedo_at: str = "samples", mesh_reach: float = 0.05, shading_at: str = "samples",
-                 shadow_rays: int = 64, options: RenderOptions = RenderOptions()):
+                 shadow_rays: int = 64, lights: int = 0, options: RenderOptions = RenderOptions()):
         super().__init__()
         self.hand = hand.requires_grad_(False)
         self.field = field
@@ -105,10 +112,18 @@ class HandAvatar(nn.Module):
         if shading_at == "surface" and (albedo_at == "samples" or not shading):
             raise ValueError("shading_at 'surface' needs SelF (shading) and an albedo looked up once per ray "
                              "(albedo_at surface, plane or mesh)")
+        if lights and (shading_at != "surface" or shading_normal):
+            raise ValueError(f"lights={lights} (shading from learned lights instead of SelF) needs shading_at "
+                             f"'surface' (got {shading_at!r}) and shading_normal false (got {shading_normal}): the "
+                             "lights take the mesh's normals themselves")
         self.albedo_at, self.shading_at = albedo_at, shading_at
         parts = shadow_rays if shading_at == "surface" else NUM_JOINTS  # SelF's occlusion input: one per part
-        self.shading = SelF(parts, anchor_dim=self.anchor_embedding.shape[1], normal=shading_normal) if shading \
-            else None
+        if not shading:
+            self.shading = None
+        elif lights:
+            self.shading = LightShading(lights)
+        else:
+            self.shading = SelF(parts, anchor_dim=self.anchor_embedding.shape[1], normal=shading_normal)
         self.register_buffer("shadow_directions", sphere_directions(shadow_rays), persistent=False)
         self.options = options
         self.bands = BandCache()  # band 'auto': the measured band of the current weights
@@ -208,7 +223,7 @@ class HandAvatar(nn.Module):
     def anchor_normals(self, posed: MANOOutput) -> Tensor | None:
         """(A, 3) unit normals of the faces the posed anchors lie on (model frame, which is oriented as the camera),
         detached (shading never pushes on the geometry); None when SelF does not use them."""
-        if self.shading is None or not self.shading.normal:
+        if not isinstance(self.shading, SelF) or not self.shading.normal:
             return None
         return self._anchor_face_normals(posed)
 
@@ -242,7 +257,19 @@ class HandAvatar(nn.Module):
             scene = EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())  # once for both
             lookup = mesh_lookup(origin, points, directions, vertices, faces, reach=self.mesh_reach, mesh=scene)
         shading = None
-        if self.shading_at == "surface":
+        if isinstance(self.shading, LightShading):
+            light = self.shading
+            # where the ray first meets the posed mesh, however far from the point (the nearest vertex only where it
+            # misses the mesh): a nearest vertex elsewhere may lie on another finger or the hand's far side
+            first = mesh_lookup(origin, points, directions, vertices, faces, reach=math.inf, mesh=scene)
+            table = smoothed_vertex_normals(vertices.detach(), faces, light.smoothing)
+            at, normals = mesh_points(vertices, faces, *first, towards=directions, lift=True, normals=table)
+            sky = interpolated_visibility(vertices, faces, *first, self.shadow_directions, mesh=scene, normals=table,
+                                          offset=light.offset)
+            lit = visibility(vertices, faces, at, normals, light.light_directions().detach(), mesh=scene,
+                             offset=light.offset)
+            shading = self.shading(normals, sky, self.shadow_directions, lit)
+        elif self.shading_at == "surface":
             dists, ids = (t.reshape(points.shape[0], -1) for t in nearest(points))
             visible = interpolated_visibility(vertices, faces, *lookup, self.shadow_directions, mesh=scene)
             shading = self.shading(visible, blend_anchors(self.anchor_embedding, dists, ids), posed.full_pose[0],

@@ -4,16 +4,23 @@ through), the sample's blended anchor embedding and the hand pose. Colour = albe
 
 Optionally (not in the paper) SelF also sees the sample's posed surface normal in the camera frame: with lights
 fixed to the camera, diffuse shading is then a simple function of an input, instead of a product of rotations the
-network must learn from the pose's axis-angles (see the README's avatar section for what it changes)."""
+network must learn from the pose's axis-angles (see the README's avatar section for what it changes).
+
+`LightShading` (not in the paper; `network.lights`) replaces SelF by an explicit image-formation model with a few
+learned parameters: ambient light scaled by the point's ambient occlusion, plus K directional lights, each with its
+cast shadow (a shadow ray traced on the posed mesh) and its Lambert cosine, through a learned camera response."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
 
 from pairof.networks import ImplicitNet
+from handavatar.render.shadows import camera_hemisphere
 
-__all__ = ["SelF"]
+__all__ = ["SelF", "LightShading"]
 
 
 class SelF(nn.Module):
@@ -58,3 +65,68 @@ class SelF(nn.Module):
                 raise ValueError("this SelF was built with normal=True: pass the samples' surface normals")
             inputs.append(normal)
         return torch.sigmoid(self.net(torch.cat(inputs, dim=-1)))
+
+
+def _inverse_softplus(value: float) -> float:
+    return value + math.log(-math.expm1(-value))
+
+
+class LightShading(nn.Module):
+    """Shading from K learned directional lights, with cast shadows and ambient occlusion (not in the paper):
+
+        linear = a0 + a * AO(x) + sum_k s_k V_k(x) max(0, n(x) . l_k),      shading = linear ** (1 / gamma)
+
+    n: the smooth normal of the posed MANO-HD where the ray meets it; AO: the cosine-weighted share of the shadow-ray
+    directions (`handavatar.render.shadows`) that leave the hand, V_k: whether a ray from the point towards light k
+    leaves it (both traced on the posed mesh); the light directions l_k (model frame, which is oriented as the camera:
+    the lights move with the camera), the strengths a0, a, s_k >= 0 and the response gamma >= 1 are learned. The
+    colour is albedo x shading, as with SelF; the shading is not bounded by 1 (the albedo takes the scale).
+
+    Args:
+        lights: K; their directions start spread over the half of the sphere facing the camera.
+        gamma: the response's starting exponent (2.2: an sRGB-like camera).
+        smoothing: the normals are the posed mesh's vertex normals averaged over the one-ring this many times
+            (`smplx.mesh.smoothed_vertex_normals`): MANO-HD's midpoint subdivision and the deformer's offsets make
+            its own normals faceted and bumpy.
+        offset: shadow rays start this far (dm) off the surface along those normals.
+    """
+
+    def __init__(self, lights: int, *, gamma: float = 2.2, smoothing: int = 4, offset: float = 5e-3):
+        super().__init__()
+        self.smoothing, self.offset = smoothing, offset
+        if lights < 1:
+            raise ValueError(f"LightShading needs at least one light, got {lights}")
+        self.directions = nn.Parameter(camera_hemisphere(lights))
+        self.strengths = nn.Parameter(torch.full((lights,), _inverse_softplus(0.7 / lights)))
+        self.ambient = nn.Parameter(torch.tensor([_inverse_softplus(0.02), _inverse_softplus(0.3)]))
+        self.response = nn.Parameter(torch.tensor(_inverse_softplus(gamma - 1)))
+
+    def light_directions(self) -> Tensor:
+        """(K, 3) unit light directions (towards the lights, model frame)."""
+        return nn.functional.normalize(self.directions, dim=-1)
+
+    def gamma(self) -> Tensor:
+        """The response's exponent gamma >= 1."""
+        return 1 + nn.functional.softplus(self.response)
+
+    def forward(self, normals: Tensor, sky_visibility: Tensor, sky_directions: Tensor, light_visibility: Tensor
+                ) -> Tensor:
+        """Shading of H surface points.
+
+        Args:
+            normals: (H, 3) unit surface normals (model frame), facing the camera.
+            sky_visibility: (H, D) in [0, 1]: which of D directions leave the hand from each point.
+            sky_directions: (D, 3) those unit directions.
+            light_visibility: (H, K) in [0, 1]: whether each light reaches each point (`light_directions`).
+
+        Returns:
+            (H, 1) shading > 0.
+        """
+        normals = normals.to(self.directions.dtype)
+        sky = (normals @ sky_directions.to(normals.dtype).T).clamp_min(0)  # cosine weights of the directions
+        occlusion = (sky_visibility.to(sky.dtype) * sky).sum(1) / sky.sum(1).clamp_min(1e-6)
+        cosine = (normals @ self.light_directions().T).clamp_min(0)
+        floor, ambient = nn.functional.softplus(self.ambient)
+        direct = (nn.functional.softplus(self.strengths) * light_visibility.to(cosine.dtype) * cosine).sum(1)
+        linear = floor + ambient * occlusion + direct
+        return linear.clamp_min(1e-6).pow(1 / self.gamma())[:, None]
