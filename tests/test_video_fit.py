@@ -18,7 +18,7 @@ from segment.video.correspondence import MEDIAPIPE_TO_MANO
 from segment.video.fit import FitSettings, angles_to_pose_torch, fit_hand
 from segment.video.frames import PHONE_FOV_DEG, VideoError, extract_frames, intrinsics, split_train_eval
 from segment.video.keypoints import Keypoints
-from segment.video.metrics import mpjpe, pa_mpjpe, procrustes_align
+from segment.video.metrics import error_tail, mpjpe, pa_mpjpe, procrustes_align
 from segment.video.prepare import _select, prepare_video
 from segment.video.writer import CAMERA, CAPTURE, EVAL_SEQ, SPLIT, TRAIN_SEQ, VideoFrame, write_capture
 
@@ -43,6 +43,21 @@ def test_procrustes_recovers_a_similarity():
     assert pa_mpjpe(source, target) < 1e-10
     shifted = target + np.array([0.0, 0.0, 1.0]) * (np.arange(21) == 5)[:, None]  # one joint 1 unit off
     assert mpjpe(shifted, target) == pytest.approx(1 / 21)
+
+
+def test_error_tail_finds_the_frames_and_joints_that_carry_it():
+    errors = np.full((10, 3), 2.0)
+    errors[7] = [2.0, 40.0, 60.0]  # one frame far off (mean 34 px), in its last two joints
+    tail = error_tail(errors, ["a", "b", "c"], threshold=12.0)
+    total = 9 * 6.0 + 102.0
+    assert tail["tail_frames"] == 1 and tail["tail_share"] == pytest.approx(102.0 / total, abs=5e-4)
+    assert tail["mean"] == pytest.approx(total / 30) and tail["median"] == 2.0
+    assert tail["frame_mean_p90"] == pytest.approx(2.0 + 0.1 * (34.0 - 2.0))  # numpy's linear percentile, 9 of 10 at 2
+    assert tail["by_joint"]["a"] == [2.0, 2.0]
+    assert tail["by_joint"]["c"] == [pytest.approx(7.8), pytest.approx(2.0 + 0.55 * 58.0)]  # p95: 8.55 of 9 steps
+    assert error_tail(errors, ["a", "b", "c"], threshold=40.0)["tail_frames"] == 0
+    with pytest.raises(ValueError, match="expected"):
+        error_tail(errors, ["a", "b"])
 
 
 def test_intrinsics_and_split():

@@ -2,6 +2,7 @@
 joints, a frame without a hand, and the whole preparation from a video file to a capture the readers accept.
 Skipped outside CI when the extra is not installed (`make video-install`); CI installs it and fails without it."""
 
+import csv
 import os
 
 import cv2
@@ -91,3 +92,10 @@ def test_evaluate_scores_a_synthetic_capture_as_a_video(extra, synthetic_capture
     # camera or unit would be off by far more
     assert result["fit_joints_px_median_vs_truth"] < 15 and result["pa_mpjpe_mm"] < 20
     assert result["mask_iou_mean"] > 0.9
+    with open(tmp_path / "eval" / "video" / "fit_errors.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == result["kept"] == sum(g["frames"] for g in result["groups"].values())
+    per_frame = np.array([float(r["joints_px_mean"]) for r in rows])  # the tail read back from the per-frame file
+    assert result["tail"]["tail_frames"] == int((per_frame > 12).sum())
+    assert result["tail"]["mean"] == pytest.approx(per_frame.mean(), abs=0.02)
+    assert set(result["cpu_seconds"]) == set(result["seconds"]) and result["cpu_seconds"]["fit"] > 0

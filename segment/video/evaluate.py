@@ -10,12 +10,16 @@ with the capture's true focal length and the held-out part set to the capture's 
 projected joints (and against the keypoints), MPJPE and PA-MPJPE in mm against the true joints, the IoU of the
 written masks and of the projected fitted mesh against the true masks, the distance of each mediapipe landmark to its
 model joint, and the time of each step; the fit's figures also for three groups of frames: `tune` (every 3rd training
-frame, where the fit's weights were chosen), `train_rest` (the other training frames) and `held_out`.
+frame, where the fit's weights were chosen), `train_rest` (the other training frames) and `held_out`; where the 2D
+error has its tail (metrics.error_tail: frames whose mean joint error exceeds 12 px, by group, and each landmark's mean
+and 95th percentile); and <out>/video/fit_errors.csv, one row per fitted frame (its 2D error, PA-MPJPE and mesh IoU),
+to set beside an avatar's per-frame validation metrics.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -31,7 +35,7 @@ from segment.synthetic import SEQUENCES, read_manifest
 from segment.video.correspondence import MEDIAPIPE_NAMES, MEDIAPIPE_TO_MANO
 from segment.video.frames import VideoError
 from segment.video.keypoints import load_keypoints
-from segment.video.metrics import mask_iou, mpjpe, pa_mpjpe, pixel_error
+from segment.video.metrics import error_tail, mask_iou, mpjpe, pa_mpjpe, pixel_error
 from segment.video.prepare import PrepareSettings, prepare_video
 from segment.video.writer import CAMERA, CAPTURE, EVAL_SEQ, SPLIT, TRAIN_SEQ
 
@@ -45,7 +49,21 @@ def _fit_figures(joints_mm: np.ndarray, true_cam: np.ndarray, fit_px: np.ndarray
     return {"frames": len(joints_mm), "joints_px_median_vs_truth": float(np.median(fit_px)),
             "mpjpe_mm": float(mpjpe(joints_mm, true_cam).mean()),
             "pa_mpjpe_mm": float(pa_mpjpe(joints_mm, true_cam).mean()),
-            "mesh_iou_mean": float(mesh_iou.mean())}
+            "mesh_iou_mean": float(mesh_iou.mean()),
+            "tail": {k: v for k, v in error_tail(fit_px, MEDIAPIPE_NAMES).items() if k != "by_joint"}}
+
+
+def _write_frame_errors(path: Path, rows: np.ndarray, group: np.ndarray, fit_px: np.ndarray, pa_mm: np.ndarray,
+                        mesh_iou: np.ndarray) -> None:
+    """One CSV row per fitted frame: rows (F,) source index, group (F,) name, fit_px (F, 21), pa_mm (F,),
+    mesh_iou (F,)."""
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["source_index", "group", "joints_px_mean", "joints_px_median", "joints_px_max", "worst_landmark",
+                      "pa_mpjpe_mm", "mesh_iou"])
+        for i, g, e, pa, iou in zip(rows, group, fit_px, pa_mm, mesh_iou):
+            out.writerow([int(i), g, f"{e.mean():.2f}", f"{np.median(e):.2f}", f"{e.max():.2f}",
+                          MEDIAPIPE_NAMES[int(e.argmax())], f"{pa:.2f}", f"{iou:.4f}"])
 
 
 def _truth_records(truth: Path, camera: str | None):
@@ -104,6 +122,9 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
     in_train = np.array([records[i].seq_name != SEQUENCES[1][0] for i in rows])
     groups = {"tune": in_train & (rows % TUNE_EVERY == 0), "train_rest": in_train & (rows % TUNE_EVERY != 0),
               "held_out": ~in_train}
+    group_names = np.select([groups["tune"], groups["train_rest"]], ["tune", "train_rest"], "held_out")
+    _write_frame_errors(out / "video" / "fit_errors.csv", rows, group_names, fit_px,
+                        pa_mpjpe(joints_mm, true_cam[rows]), mesh_iou)
 
     written = SplitAnnotations(out, SPLIT)
     ious = []
@@ -125,9 +146,10 @@ def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | N
         "pa_mpjpe_mm": float(pa_mpjpe(joints_mm, true_cam[rows]).mean()),
         "mask_iou_mean": float(np.mean(ious)), "mask_iou_median": float(np.median(ious)),
         "mesh_iou_mean": float(mesh_iou.mean()), "mesh_iou_median": float(np.median(mesh_iou)),
+        "tail": error_tail(fit_px, MEDIAPIPE_NAMES),
         "groups": {name: _fit_figures(joints_mm[chosen], true_cam[rows][chosen], fit_px[chosen], mesh_iou[chosen])
                    for name, chosen in groups.items()},
-        "seconds": summary["seconds"],
+        "seconds": summary["seconds"], "cpu_seconds": summary["cpu_seconds"], "load_average": summary["load_average"],
     }
     (out / "video" / "evaluation.json").write_text(json.dumps(result, indent=1))
     return result
@@ -147,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate_on_synthetic(args.truth, args.out, camera=args.camera, grabcut=not args.no_grabcut,
                                    mask_rounds=args.mask_rounds)
     print(json.dumps(result, indent=1))
-    print(f"wrote {args.out}/video/evaluation.json")
+    print(f"wrote {args.out}/video/evaluation.json and {args.out}/video/fit_errors.csv")
     return 0
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import sys
 import time
 from collections import Counter
@@ -76,6 +78,12 @@ def _select(keypoints, hand: str, count: int) -> tuple[np.ndarray, Counter, int]
     return found, dropped, int(other.sum())
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its finished subprocesses (the keypoint step), user + system."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _project(points: np.ndarray, focal: float, principal: tuple[float, float]) -> np.ndarray:
     """(..., 3) camera-frame points, m -> (..., 2) px."""
     return points[..., :2] / points[..., 2:3] * focal + np.asarray(principal)
@@ -94,8 +102,8 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
         raise VideoError(f"--mask-rounds {settings.mask_rounds} must be 0 or more")
     out = Path(out)
     work = out / "video"
-    timings = {}
-    clock = time.perf_counter()
+    timings, cpu_timings = {}, {}  # wall and CPU seconds of each step
+    clock, cpu = time.perf_counter(), _cpu_seconds()
     frames, scale, unreadable = extract_frames(source, work / "frames", every=settings.every,
                                                max_frames=settings.max_frames, max_side=settings.max_side,
                                                progress=progress)
@@ -105,25 +113,25 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
     width, height = frames[0].width, frames[0].height
     focal, principal, camera_text = intrinsics(width, height, fov_deg=settings.fov, focal_px=settings.focal,
                                                scale=scale)
-    timings["frames"] = time.perf_counter() - clock
+    timings["frames"], cpu_timings["frames"] = time.perf_counter() - clock, _cpu_seconds() - cpu
 
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), _cpu_seconds()
     keypoints = detect_keypoints([f.path for f in frames], work / "keypoints.npz")
-    timings["keypoints"] = time.perf_counter() - clock
+    timings["keypoints"], cpu_timings["keypoints"] = time.perf_counter() - clock, _cpu_seconds() - cpu
     keep, dropped, relabelled = _select(keypoints, settings.hand, len(frames))
     dropped["unreadable image"] = unreadable
     held_out = split_train_eval(len(frames), settings.eval_fraction)
 
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), _cpu_seconds()
     model = smplx.create(settings.model, is_rhand=settings.hand == "right", seal=True, distal=True)
     index = np.flatnonzero(keep)
     sources = np.array([frames[i].source_index for i in index])
     fit = fit_hand(model, keypoints.uv[index].astype(float), keypoints.world[index].astype(float),
                    np.ones((len(index), 21)), focal=focal, principal=principal,
                    consecutive=np.diff(sources) == settings.every, settings=FitSettings(), progress=progress)
-    timings["fit"] = time.perf_counter() - clock
+    timings["fit"], cpu_timings["fit"] = time.perf_counter() - clock, _cpu_seconds() - cpu
 
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), _cpu_seconds()
     faces = model.output_faces.numpy()
     rounds = settings.mask_rounds if settings.grabcut else 0  # the projected mesh alone would only confirm the fit
     for done in range(rounds):
@@ -133,9 +141,9 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
                        np.ones((len(index), 21)), focal=focal, principal=principal,
                        consecutive=np.diff(sources) == settings.every, settings=MASK_FIT, start=fit,
                        masks=silhouette_target(masks), progress=progress)
-    timings["fit to masks"] = time.perf_counter() - clock
+    timings["fit to masks"], cpu_timings["fit to masks"] = time.perf_counter() - clock, _cpu_seconds() - cpu
 
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), _cpu_seconds()
     uv_vertices = _project(fit.vertices, focal, principal)
     kept = []
     for k, i in enumerate(index):
@@ -164,7 +172,7 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
     write_capture(out, kept, faces=faces, betas=fit.betas, hands_mean=hands_mean,
                   hand=settings.hand, focal=focal, principal=principal, width=width, height=height,
                   grabcut=settings.grabcut, overwrite_masks=not same_fit, progress=progress)
-    timings["write"] = time.perf_counter() - clock
+    timings["write"], cpu_timings["write"] = time.perf_counter() - clock, _cpu_seconds() - cpu
     arrays = {k: getattr(fit, k) for k in ("global_orient", "hand_pose", "angles", "betas", "transl", "joints", "uv",
                                            "residual_px")}
     atomic_write(previous, lambda f: np.savez(f, source_index=sources, grabcut=settings.grabcut, faces=faces,
@@ -174,7 +182,8 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
                "labelled_other_hand_kept": relabelled,
                "camera": {"focal_px": focal, "principal_px": list(principal), "width": width, "height": height,
                           "note": camera_text},
-               "hand": settings.hand, "model": model.source, "seconds": timings,
+               "hand": settings.hand, "model": model.source, "seconds": timings, "cpu_seconds": cpu_timings,
+               "load_average": list(os.getloadavg()),
                "residual_px_median": float(np.median(fit.residual_px)),
                "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__}}
     (work / "prepare.json").write_text(json.dumps(summary, indent=1))
@@ -213,7 +222,8 @@ def _parse(argv):
 def main(argv: list[str] | None = None) -> int:
     args, settings = _parse(argv)
     summary = prepare_video(args.source, args.out, settings, progress=not args.quiet)
-    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
+    seconds = ", ".join(f"{k} {v:.1f} s ({summary['cpu_seconds'][k]:.1f} s CPU)"
+                        for k, v in summary["seconds"].items())
     print(f"camera: {summary['camera']['note']}")
     print(f"{summary['frames']} frames: kept {summary['kept']} ({summary['train']} training, {summary['held_out']} "
           f"held out); dropped {summary['dropped'] or 'none'}; {summary['labelled_other_hand_kept']} kept frames were "
