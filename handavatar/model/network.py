@@ -254,7 +254,8 @@ class HandAvatar(nn.Module):
         lookup = scene = None
         vertices, faces = posed.vertices[0], self.hand.output_faces
         if self.albedo_at == "mesh" or self.shading_at == "surface":
-            scene = EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())  # once for both
+            scene = EmbreeMesh(vertices.detach().cpu().double().numpy(), faces.cpu().numpy())  # once for all
+        if self.albedo_at == "mesh" or isinstance(self.shading, SelF) and self.shading_at == "surface":
             lookup = mesh_lookup(origin, points, directions, vertices, faces, reach=self.mesh_reach, mesh=scene)
         shading = None
         if isinstance(self.shading, LightShading):
