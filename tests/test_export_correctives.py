@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from smplx.joint_names import PARENTS
 from pairof.model import PairOF, PairOFOutput
-from handavatar.export.correctives import corrective_keys, level_set_distances, morph_weights, unskin
+from handavatar.export.correctives import corrective_keys, level_set_distances, morph_weights, unskin, unskin_normals
 
 CAPSULE_RADIUS = 0.09  # dm: the tiny hand's vertices lie a median 0.098 dm from its bones, so most are within reach
 CAPSULE_WIDTH = 0.01  # dm: the occupancy's transition width
@@ -132,3 +132,20 @@ def test_unskin_moves_the_skinned_vertex_by_the_posed_displacement():
     moved = skin(rest + unskin(dense, transforms, posed_offsets))
     np.testing.assert_allclose(moved - skin(rest), posed_offsets, atol=1e-10)
     assert np.abs(skin(rest + posed_offsets) - skin(rest) - posed_offsets).max() > 1e-3  # unskinning matters
+
+
+def test_unskin_normals_give_the_bind_normal_of_a_skinned_surface():
+    """A small bind-pose triangle skinned by a blended (not rigid) matrix: its posed face normal, taken back by
+    `unskin_normals`, is the bind face normal; A^-1 n (right only for a rotation) is not."""
+    rng = np.random.default_rng(3)
+    transforms = np.concatenate([Rotation.random(16, random_state=4).as_matrix(), rng.normal(size=(16, 3, 1))], -1)
+    dense = np.zeros((1, 16))
+    dense[0, [2, 7, 11]] = [0.5, 0.3, 0.2]  # one vertex's weights: a blend of three rotations
+    blended = sum(dense[0, j] * transforms[j, :, :3] for j in range(16))
+    corners = rng.normal(size=(3, 3))
+    bind = np.cross(corners[1] - corners[0], corners[2] - corners[0])
+    posed = np.cross(blended @ (corners[1] - corners[0]), blended @ (corners[2] - corners[0]))
+    back = unskin_normals(dense, transforms, (posed / np.linalg.norm(posed))[None])[0]
+    np.testing.assert_allclose(back, bind / np.linalg.norm(bind), atol=1e-10)
+    inverse = unskin(dense, transforms, (posed / np.linalg.norm(posed))[None])[0]
+    assert np.abs(inverse / np.linalg.norm(inverse) - bind / np.linalg.norm(bind)).max() > 1e-3

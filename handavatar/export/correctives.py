@@ -26,7 +26,8 @@ from tqdm import tqdm
 from handavatar.export.rig import Rig, joint_transforms, local_rotations, skin
 from handavatar.model import HandAvatar
 
-__all__ = ["Correctives", "corrective_keys", "level_set_distances", "morph_weights", "pose_correctives", "unskin"]
+__all__ = ["Correctives", "corrective_keys", "level_set_distances", "morph_weights", "pose_correctives", "unskin",
+           "unskin_normals"]
 
 
 def corrective_keys(frames: int, count: int) -> np.ndarray:
@@ -117,6 +118,15 @@ def unskin(weights: np.ndarray, transforms: np.ndarray, offsets: np.ndarray) -> 
     return np.linalg.solve(blended, offsets[..., None])[..., 0]
 
 
+def unskin_normals(weights: np.ndarray, transforms: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """Posed unit normals -> bind-pose unit normals: a bind tangent t skins to A_v t, so a posed normal n (n . A_v t
+    = 0 for every tangent) comes from the bind normal A_v^T n, normalised (A_v^-1 n only where A_v is a rotation).
+
+    Args: as `unskin`, with (V, 3) posed `normals`. Returns: (V, 3) unit bind-pose normals."""
+    blended = np.einsum("vj,jab->vab", weights, transforms[:, :, :3])
+    return _unit(np.einsum("vba,vb->va", blended, normals))
+
+
 @dataclass
 class Correctives:
     """Morph targets over the rig's V vertices at K keyframes of an N-frame clip."""
@@ -175,7 +185,7 @@ def pose_correctives(avatar: HandAvatar, rig: Rig, weights: np.ndarray, global_o
         shift = np.where(hit, distance, 0.0)[:, None] * direction
         corrected = trimesh.Trimesh(posed + shift, rig.faces, process=False).vertex_normals
         offsets.append(unskin(weights, transforms[k], shift))
-        normals.append(_unit(unskin(weights, transforms[k], corrected)) - rest_normals)
+        normals.append(unskin_normals(weights, transforms[k], corrected) - rest_normals)
         moved.append(np.where(hit, distance, 0.0))
         found.append(hit)
     count = len(keys)
