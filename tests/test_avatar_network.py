@@ -116,6 +116,19 @@ def _rays(avatar, sample):
             sample["bgcolor"])
 
 
+def _surface_points(avatar, published, sample):
+    """Render the sample's rays with `avatar` and with the `published` renderer (no gradients); per ray, the
+    published compositing's expected surface point o + d depth / alpha, or None where alpha is 0. Returns the
+    avatar's output, the published output, the points, and `_rays`' origin, directions, posed hand and encoding."""
+    origin, directions, near, far, posed, encoding, background = _rays(avatar, sample)
+    with torch.no_grad():
+        out = avatar.render_rays(origin, directions, near, far, posed, encoding, background)
+        every = published.render_rays(origin, directions, near, far, posed, encoding, background)
+    points = [origin + directions[r] * every["depth"][r, 0] / alpha if alpha > 0 else None
+              for r, alpha in enumerate(every["alpha"])]
+    return out, every, points, (origin, directions, posed, encoding)
+
+
 def _fast_and_reference(sample, fast, reference, *, atol_grad=1e-6):
     """Render the same rays (jittered alike) with both avatars, same weights, back-propagate rgb + alpha; assert the
     pictures and every gradient agree; return both outputs."""
@@ -616,22 +629,19 @@ def test_learned_lights_draw_alike_in_both_renderers_and_match_a_per_ray_loop(pa
     _fast_and_reference(sample, fast, _avatar(hand, renderer="reference", **options), atol_grad=1e-5)
     for name, parameter in fast.shading.named_parameters():
         assert parameter.grad.abs().sum() > 0, name
-    published = _avatar(hand, renderer="reference")
-    origin, directions, near, far, posed, encoding, background = _rays(fast, sample)
+    out, every, points, (origin, directions, posed, _) = _surface_points(fast, _avatar(hand, renderer="reference"),
+                                                                         sample)
     with torch.no_grad():
-        out = fast.render_rays(origin, directions, near, far, posed, encoding, background)
-        every = published.render_rays(origin, directions, near, far, posed, encoding, background)
         vertices, faces = posed.vertices[0], hand.output_faces
         normals = smoothed_vertex_normals(vertices, faces, fast.shading.smoothing)
         offset = fast.shading.offset
         lights = torch.nn.functional.normalize(fast.shading.directions, dim=-1)
         expected, shadowed = [], 0
-        for r in range(directions.shape[0]):
-            alpha = every["alpha"][r]
-            if alpha == 0:
+        for r, point in enumerate(points):
+            if point is None:
                 expected.append(torch.zeros(1))
                 continue
-            point = origin + directions[r] * every["depth"][r, 0] / alpha
+            alpha = every["alpha"][r]
             ids, weights = mesh_lookup(origin, point[None], directions[r:r + 1], vertices, faces, reach=math.inf)
             at = (weights[0][:, None] * vertices[ids[0]]).sum(0)
             at = at - sum(w * min(0.0, float((at - vertices[v]) @ normals[v])) * normals[v]
@@ -668,21 +678,18 @@ def test_shading_at_the_surface_matches_a_per_ray_loop(parts):
     with torch.no_grad():  # a SelF whose output moves with its inputs (the geometric init is nearly constant)
         for layer in avatar.shading.net.layers:
             layer.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
-    published = _avatar(hand, renderer="reference")
-    origin, directions, near, far, posed, encoding, background = _rays(avatar, sample)
+    fast, every, points, (origin, directions, posed, encoding) = _surface_points(
+        avatar, _avatar(hand, renderer="reference"), sample)
     with torch.no_grad():
-        fast = avatar.render_rays(origin, directions, near, far, posed, encoding, background)
-        every = published.render_rays(origin, directions, near, far, posed, encoding, background)
         vertices, faces = posed.vertices[0], hand.output_faces
         normals = vertex_normals(vertices, faces)
         face_normals = avatar.anchor_normals(posed)
         expected, mixed = [], 0
-        for r in range(directions.shape[0]):
-            alpha = every["alpha"][r]
-            if alpha == 0:
+        for r, point in enumerate(points):
+            if point is None:
                 expected.append(torch.zeros(1))
                 continue
-            point = origin + directions[r] * every["depth"][r, 0] / alpha
+            alpha = every["alpha"][r]
             ids, weights = mesh_lookup(origin, point[None], directions[r:r + 1], vertices, faces)
             each = torch.stack([torch.tensor([float(_first_hit_by_hand(vertices[v] + 2e-3 * normals[v], d, vertices,
                                                                        faces) is None)
