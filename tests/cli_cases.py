@@ -19,7 +19,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # a `python -m` run as a user would, in the repository root
 
 CASES: list[tuple[str, str, str]] = [
     ("handavatar.train", "--config nonexistent.yaml", "nonexistent.yaml does not exist"),
@@ -145,11 +145,17 @@ def run_in_process(command: str, arguments: str, w: Path) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-def run_subprocess(command: str, arguments: str, w: Path) -> subprocess.CompletedProcess:
-    """The case run as a user would: `python -m command arguments` in the repository root."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", command, *expand(arguments, w).split()], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+def run_at_once(*commands: tuple[list[str], dict]) -> list[subprocess.CompletedProcess]:
+    """`subprocess.run(argv, **options, capture_output=True, text=True, timeout=600)` of each (argv, options), all
+    started at once and then waited for in turn (most of a short command's time is Python starting and importing:
+    the tests use both cores for it)."""
+    processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+                 for argv, options in commands]
+    results = []
+    for (argv, _), process in zip(commands, processes):
+        stdout, stderr = process.communicate(timeout=600)
+        results.append(subprocess.CompletedProcess(argv, process.returncode, stdout, stderr))
+    return results
 
 
 def file_size_limit(limit: int):

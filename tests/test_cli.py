@@ -13,8 +13,8 @@ import pytest
 
 import segment.preprocess
 from smplx.utils.cli import InputError, MissingFileError, cli_main, error_line, is_user_error
-from tests.cli_cases import (CASES, ROOT, expand, file_size_limit, full_disk_line, main_of, make_inputs, run_in_process,
-                             run_subprocess)
+from tests.cli_cases import (CASES, CHILD_ENV, ROOT, expand, file_size_limit, full_disk_line, main_of, make_inputs,
+                             run_at_once, run_in_process)
 
 
 @pytest.fixture(scope="module")
@@ -93,20 +93,18 @@ def test_user_errors_and_a_full_disk(capsys):
 
 def test_python_m_and_the_scripts_pass_the_exit_status(w):
     """As a user runs them: `python -m`, a scripts/*.sh wrapper (exec) and the multi-stage script (set -e)."""
-    runs = [run_subprocess("handavatar.train", "--config nonexistent.yaml", w),
-            subprocess.run(["bash", "scripts/train_hand.sh", "nonexistent.yaml"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=600),
-            subprocess.run(["bash", "scripts/video_to_avatar.sh", "/nonexistent.mp4", "--out", str(w / "mine")],
-                           cwd=ROOT, capture_output=True, text=True, timeout=600)]
+    *runs, bug = run_at_once(
+        ([sys.executable, "-m", "handavatar.train", "--config", "nonexistent.yaml"], dict(cwd=ROOT, env=CHILD_ENV)),
+        (["bash", "scripts/train_hand.sh", "nonexistent.yaml"], dict(cwd=ROOT)),
+        (["bash", "scripts/video_to_avatar.sh", "/nonexistent.mp4", "--out", str(w / "mine")], dict(cwd=ROOT)),
+        ([sys.executable, "-c", "from smplx.utils.cli import cli_main\ncli_main(lambda argv: {}['missing'])([])"],
+         dict(cwd=ROOT)))
     for result, expected in zip(runs, ("nonexistent.yaml does not exist", "nonexistent.yaml does not exist",
                                        "/nonexistent.mp4 does not exist")):
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         errors = _error_lines(result.stderr)
         assert len(errors) == 1 and expected in errors[0], result.stderr
-    bug = subprocess.run([sys.executable, "-c", "from smplx.utils.cli import cli_main\n"
-                          "cli_main(lambda argv: {}['missing'])([])"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
     assert bug.returncode == 1 and "Traceback" in bug.stderr and "KeyError: 'missing'" in bug.stderr
 
 
@@ -125,34 +123,32 @@ def test_number_flags_refuse_nan_and_infinity(w, command, arguments):
 
 
 def test_a_full_disk_is_one_line_and_the_previous_file_stays(w):
+    """Three writes past a file-size limit, run at once: the open hand's model file (a previous one in place), a
+    torch.save (reported as a RuntimeError without errno) and a Pillow JPEG (Pillow writes to a file descriptor when
+    it has one: a short write went unseen)."""
     out = w / "full"
     out.mkdir()
     (out / "OPEN_HAND_RIGHT.pkl").write_bytes(b"the previous model")
-    result = subprocess.run([sys.executable, "-m", "smplx.open_hand", "--out", str(out), "--no-picture"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600, preexec_fn=file_size_limit(65536))
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert _error_lines(result.stderr) == [full_disk_line(out / "OPEN_HAND_RIGHT.pkl")]
+    checkpoint, image = out / "latest.tar", out / "image.jpg"
+    writer = "from smplx.utils.cli import cli_main\nfrom smplx.utils.fileio import atomic_write\n"
+    torch_script = (f"import torch\n{writer}cli_main(lambda argv: atomic_write({str(checkpoint)!r}, lambda f: "
+                    "torch.save(torch.zeros(10 ** 5), f)))([])")
+    image_script = (f"import numpy as np\nfrom PIL import Image\n{writer}picture = Image.fromarray("
+                    "np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8))\n"
+                    f"cli_main(lambda argv: atomic_write({str(image)!r}, lambda f: picture.save(f, "
+                    "format='JPEG')))([])")
+    limited = dict(cwd=ROOT, preexec_fn=file_size_limit(65536))
+    results = run_at_once(([sys.executable, "-m", "smplx.open_hand", "--out", str(out), "--no-picture"], limited),
+                          ([sys.executable, "-c", torch_script], limited),
+                          ([sys.executable, "-c", image_script], limited))
+    for result in results:
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    model, saved, picture = (_error_lines(result.stderr) for result in results)
+    assert model == [full_disk_line(out / "OPEN_HAND_RIGHT.pkl")]
+    assert saved[0].startswith(f"error: File too large writing {checkpoint};")
+    assert picture == [full_disk_line(image)]
     assert (out / "OPEN_HAND_RIGHT.pkl").read_bytes() == b"the previous model"
-    assert sorted(p.name for p in out.iterdir()) == ["OPEN_HAND_RIGHT.pkl"]  # no temporary file left
-    checkpoint = w / "full" / "latest.tar"  # torch.save reports the failed write as a RuntimeError without errno
-    script = ("import torch\nfrom smplx.utils.cli import cli_main\nfrom smplx.utils.fileio import atomic_write\n"
-              f"cli_main(lambda argv: atomic_write({str(checkpoint)!r}, lambda f: torch.save(torch.zeros(10 ** 5), f)))"
-              "([])")
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            preexec_fn=file_size_limit(65536))
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert _error_lines(result.stderr)[0].startswith(f"error: File too large writing {checkpoint};")
-    assert not checkpoint.exists()
-    image = w / "full" / "image.jpg"  # Pillow writes to a file descriptor when it has one: a short write went unseen
-    script = ("import numpy as np\nfrom PIL import Image\nfrom smplx.utils.cli import cli_main\n"
-              "from smplx.utils.fileio import atomic_write\npicture = Image.fromarray(np.random.default_rng(0)"
-              ".integers(0, 255, (400, 400, 3), dtype=np.uint8))\n"
-              f"cli_main(lambda argv: atomic_write({str(image)!r}, lambda f: picture.save(f, format='JPEG')))([])")
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            preexec_fn=file_size_limit(65536))
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert _error_lines(result.stderr) == [full_disk_line(image)]
-    assert not image.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["OPEN_HAND_RIGHT.pkl"]  # nothing else: no temporary file left
 
 
 def test_a_full_disk_while_writing_the_annotation_cache(synthetic_capture, tmp_path):
@@ -163,18 +159,17 @@ def test_a_full_disk_while_writing_the_annotation_cache(synthetic_capture, tmp_p
     root = tmp_path / "capture"
     shutil.copytree(synthetic_capture, root)
     subject = "test/Capture0/ROM04_RT_Occlusion"
-    command = [sys.executable, "-m", "segment.preprocess", "--root", str(root), "--subject", subject, "--quiet",
-               "--workers", "1"]
-    subprocess.run(command, cwd=ROOT, capture_output=True, timeout=600, check=True)
+    arguments = ["--root", str(root), "--subject", subject, "--quiet", "--workers", "1"]
+    assert segment.preprocess.main(arguments) == 0  # in this process: only the run under the limit needs its own
     cache = cache_path(root, Subject.parse(subject))
     before = cache.read_bytes()
-    full = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          preexec_fn=file_size_limit(len(before) // 2))
+    full = subprocess.run([sys.executable, "-m", "segment.preprocess", *arguments], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, preexec_fn=file_size_limit(len(before) // 2))
     assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
     assert _error_lines(full.stderr) == [full_disk_line(cache)]
     assert cache.read_bytes() == before
     assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]
-    subprocess.run(command, cwd=ROOT, capture_output=True, timeout=600, check=True)
+    assert segment.preprocess.main(arguments) == 0
     written = AnnotationCache.load(cache)
     cache.write_bytes(before)  # the zip inside an .npz dates its members: compare the arrays
     previous = AnnotationCache.load(cache)
