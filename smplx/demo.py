@@ -18,7 +18,7 @@ import trimesh
 
 import smplx
 from smplx.utils.cli import InputError, cli_main
-from smplx.utils.fileio import make_folder
+from smplx.utils.fileio import atomic_write, make_folder
 from smplx.hand_pose import named_poses
 from smplx.utils.preview import render_sheet
 
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name, verts in zip(POSES, vertices):
         trimesh.Trimesh(verts / 10, faces, process=False).export(args.out / f"{name}.obj")  # metres
-    iio.imwrite(args.out / "poses.png", render_sheet(list(vertices), faces))
+    sheet = render_sheet(list(vertices), faces)
+    atomic_write(args.out / "poses.png", lambda f: iio.imwrite(f, sheet, extension=".png"))
     print(f"hand model: {base.v_template.shape[0]} vertices -> MANO-HD level {args.levels}: {model.num_vertices} "
           f"vertices, {len(faces)} faces (sealed)")
     print(f"wrote {args.out}/{{{','.join(POSES)}}}.obj and {args.out}/poses.png (rows: those poses; columns: from "
