@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from smplx.utils.fileio import atomic_write
+from smplx.utils.fileio import atomic_write, write_png
 
 __all__ = ["to_uint8", "write_png", "write_mp4", "write_gif"]
 
@@ -17,12 +17,6 @@ __all__ = ["to_uint8", "write_png", "write_mp4", "write_gif"]
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """(H, W, C) values in [0, 1] -> uint8 (rounded, clipped)."""
     return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-
-
-def write_png(path: Path, image: np.ndarray) -> Path:
-    """Write an (H, W, 3) RGB or (H, W, 4) RGBA uint8 image atomically."""
-    picture = Image.fromarray(image)
-    return atomic_write(path, lambda f: picture.save(f, format="PNG"))
 
 
 def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:

@@ -12,13 +12,12 @@ import argparse
 import time
 from pathlib import Path
 
-import imageio.v3 as iio
 import torch
 import trimesh
 
 import smplx
 from smplx.utils.cli import InputError, cli_main
-from smplx.utils.fileio import atomic_write, make_folder
+from smplx.utils.fileio import make_folder, write_png
 from smplx.hand_pose import named_poses
 from smplx.utils.preview import render_sheet
 
@@ -46,8 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name, verts in zip(POSES, vertices):
         trimesh.Trimesh(verts / 10, faces, process=False).export(args.out / f"{name}.obj")  # metres
-    sheet = render_sheet(list(vertices), faces)
-    atomic_write(args.out / "poses.png", lambda f: iio.imwrite(f, sheet, extension=".png"))
+    write_png(args.out / "poses.png", render_sheet(list(vertices), faces))
     print(f"hand model: {base.v_template.shape[0]} vertices -> MANO-HD level {args.levels}: {model.num_vertices} "
           f"vertices, {len(faces)} faces (sealed)")
     print(f"wrote {args.out}/{{{','.join(POSES)}}}.obj and {args.out}/poses.png (rows: those poses; columns: from "

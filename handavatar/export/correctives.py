@@ -114,8 +114,7 @@ def unskin(weights: np.ndarray, transforms: np.ndarray, offsets: np.ndarray) -> 
     Returns:
         (V, 3) bind-pose displacements (same unit).
     """
-    blended = np.einsum("vj,jab->vab", weights, transforms[:, :, :3])
-    return np.linalg.solve(blended, offsets[..., None])[..., 0]
+    return np.linalg.solve(_blended(weights, transforms), offsets[..., None])[..., 0]
 
 
 def unskin_normals(weights: np.ndarray, transforms: np.ndarray, normals: np.ndarray) -> np.ndarray:
@@ -123,8 +122,12 @@ def unskin_normals(weights: np.ndarray, transforms: np.ndarray, normals: np.ndar
     = 0 for every tangent) comes from the bind normal A_v^T n, normalised (A_v^-1 n only where A_v is a rotation).
 
     Args: as `unskin`, with (V, 3) posed `normals`. Returns: (V, 3) unit bind-pose normals."""
-    blended = np.einsum("vj,jab->vab", weights, transforms[:, :, :3])
-    return _unit(np.einsum("vba,vb->va", blended, normals))
+    return _unit(np.einsum("vba,vb->va", _blended(weights, transforms), normals))
+
+
+def _blended(weights: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+    """(V, 3, 3) each vertex's blended skinning matrix A_v = sum_j w_vj R_j."""
+    return np.einsum("vj,jab->vab", weights, transforms[:, :, :3])
 
 
 @dataclass

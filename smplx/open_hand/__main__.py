@@ -12,12 +12,11 @@ import argparse
 import time
 from pathlib import Path
 
-import imageio.v3 as iio
 import torch
 
 from smplx.body_models import MANO
 from smplx.utils.cli import cli_main
-from smplx.utils.fileio import atomic_write, make_folder
+from smplx.utils.fileio import make_folder, write_png
 from smplx.hand_pose import named_poses
 from smplx.model_file import save_model_file
 from smplx.open_hand.build import OPEN_HAND_LICENSE, build_open_hand
@@ -48,8 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             with torch.no_grad():
                 vertices = model(hand_pose=hand_pose).vertices.numpy()
             picture = args.out / "open_hand_poses.png"
-            sheet = render_sheet(list(vertices), model.output_faces.numpy(), views=PICTURE_VIEWS)
-            atomic_write(picture, lambda f: iio.imwrite(f, sheet, extension=".png"))  # a kill leaves no half picture
+            write_png(picture, render_sheet(list(vertices), model.output_faces.numpy(), views=PICTURE_VIEWS))
             print(f"wrote {picture} (rows: {', '.join(PICTURE_POSES)}; columns: from above, from the thumb side)")
     print(f"done in {time.perf_counter() - start:.1f} s")
 

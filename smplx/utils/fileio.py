@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from smplx.utils.cli import InputError
 
-__all__ = ["atomic_write", "make_folder", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "write_png", "make_folder", "remove_stale_temporaries"]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, keep_previous: str | Path | None = None
@@ -113,6 +113,14 @@ class _WriteErrors:
     def __getattr__(self, name: str):
         return getattr(self._f, name)
 
+
+
+def write_png(path: str | Path, image) -> Path:
+    """Write an (H, W, 3) RGB or (H, W, 4) RGBA uint8 image as a PNG, atomically (`atomic_write`)."""
+    from PIL import Image  # only the writers of pictures need Pillow
+
+    picture = Image.fromarray(image)
+    return atomic_write(path, lambda f: picture.save(f, format="PNG"))
 
 def make_folder(path: str | Path, what: str) -> Path:
     """Create the output folder `path` (and its parents) before any work starts.
