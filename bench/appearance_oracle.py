@@ -22,17 +22,15 @@ shading) to --out (default <out_root>/<experiment>/appearance_oracle/).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from smplx.utils.config import ConfigError
-from smplx.utils.fileio import atomic_write
+from smplx.utils.fileio import write_json, write_png
 from handavatar.checkpoint import load_avatar
 from handavatar.data import to_tensors
 from handavatar.lpips import load_lpips
@@ -111,9 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                **{name: {metric: float(np.mean([r[metric] for r in found])) for metric in found[0]}
                   for name, found in rows.items()}}
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    picture = Image.fromarray((torch.cat(tiles, 0).numpy() * 255 + 0.5).astype(np.uint8))
-    atomic_write(out_dir / "oracle.png", lambda f: picture.save(f, format="PNG"))
+    write_json(out_dir / "summary.json", summary, indent=2)
+    write_png(out_dir / "oracle.png", (torch.cat(tiles, 0).numpy() * 255 + 0.5).astype(np.uint8))
     print(f"{path} (iteration {iteration}), {len(dataset)} frames; alpha x albedo x shading is the render to "
           f"{identity:.1e}" + (" (albedo_at samples: only approximately)" if config.network.albedo_at == "samples"
                                else ""))

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from smplx.utils.fileio import atomic_write
+from smplx.utils.fileio import atomic_write, write_json, write_png
 from handavatar.baseline.texture import VertexColours, hand_layer, pose_meshes, render_vertex_colours
 from handavatar.config import data_config
 from handavatar.data import InterHandDataset, to_tensors
@@ -122,8 +121,7 @@ def texture_baseline(config, dataset: InterHandDataset, lpips: LPIPS, out_dir: P
             tiles.append(torch.cat([torch.from_numpy(sample["target_rgb"][0]), rgb], 1))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "colours.npz", lambda f: np.savez(f, colours=table, count=colours.count, faces=faces))
-    picture = Image.fromarray((torch.cat(tiles, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
-    atomic_write(out_dir / "frames.png", lambda f: picture.save(f, format="PNG"))
+    write_png(out_dir / "frames.png", (torch.cat(tiles, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
     summary = {"method": "textured mesh: posed MANO-HD (annotated pose and shape), one colour per vertex averaged "
                          "over the training crops where the vertex is front-facing, visible and inside the mask",
                "subject": d.eval_subject, "frames": len(rows), "eval_skip": d.eval_skip,
@@ -134,5 +132,5 @@ def texture_baseline(config, dataset: InterHandDataset, lpips: LPIPS, out_dir: P
                "vertices_seen": float((colours.count > 0).mean()), "fit_seconds": round(fit_seconds, 1),
                **{name: float(np.mean([r[name] for r in rows])) for name in BASELINE_METRICS},
                "per_frame": rows, "fingerprint": key}
-    atomic_write(path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    write_json(path, summary, indent=2)
     return summary

@@ -27,12 +27,12 @@ from tqdm import tqdm
 import smplx
 from smplx.model_file import HandModelData
 from smplx.utils.cli import UserError
-from smplx.utils.fileio import atomic_write, remove_stale_temporaries
+from smplx.utils.fileio import atomic_write, remove_stale_temporaries, write_json, write_png
 from smplx.hand_pose import build_pose_prior, prior_poses
 from segment.annotations import BORDER_PX
 from segment.interhand import DATA_FOLDER, HAND_TYPES, annotation_path, camera_matrix, image_file_name
 from segment.synthetic.manifest import (DEPTH_UNIT_MM, SEQUENCES, PosedFrame, SyntheticCaptureError,
-                                        annotation_files, capture_manifest, frame_paths, preview_picture, write_json)
+                                        annotation_files, capture_manifest, frame_paths, preview_picture)
 from segment.synthetic.motion import make_motion
 from segment.synthetic.raytrace import Light, PinholeCamera, ShadingModel, render
 from segment.synthetic.skin import SKIN_TONES, SkinTexture
@@ -305,8 +305,7 @@ def make_capture(settings: CaptureSettings, out: str | Path, *, workers: int = 2
 
     for kind, content in annotations.items():
         write_json(annotation_path(out, settings.split, kind), content)
-    picture = Image.fromarray(preview_picture(out, settings, annotations["data"]))
-    preview = atomic_write(out / "preview.png", lambda f: picture.save(f, format="PNG"))
+    preview = write_png(out / "preview.png", preview_picture(out, settings, annotations["data"]))
     write_json(out / "capture.json", capture_manifest(settings, model, frames, cameras, betas, complete=True))
     return {"out": str(out), "images": len(frames) * len(cameras), "rendered": len(tasks), "skipped": skipped,
             "render_seconds": render_time, "seconds_per_image": render_time / max(len(tasks), 1) * max(

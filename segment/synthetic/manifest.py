@@ -18,13 +18,12 @@ from PIL import Image
 
 from smplx import MANO
 from smplx.utils.cli import UserError
-from smplx.utils.fileio import atomic_write
 from segment.interhand import (DATA_FOLDER, IMAGE_TREE, MANO_TO_INTERHAND, MASK_TREE, hand_joints, image_file_name,
                                tree_path)
 from segment.synthetic.raytrace import PinholeCamera
 
 __all__ = ["SyntheticCaptureError", "PosedFrame", "frame_paths", "annotation_files", "capture_manifest",
-           "read_manifest", "write_json", "preview_picture", "FORMAT_VERSION", "SEQUENCES", "GROUND_TRUTH_TREES",
+           "read_manifest", "preview_picture", "FORMAT_VERSION", "SEQUENCES", "GROUND_TRUTH_TREES",
            "DEPTH_UNIT_MM"]
 
 FORMAT_VERSION = 1
@@ -122,11 +121,6 @@ def read_manifest(root: str | Path) -> dict:
         raise SyntheticCaptureError(f"{path} is not a capture manifest (no settings and cameras); render the capture "
                                     "again")
     return manifest
-
-
-def write_json(path: Path, obj) -> None:
-    text = json.dumps(obj, indent=1).encode()
-    atomic_write(path, lambda f: f.write(text))
 
 
 def capture_manifest(settings, model: MANO, frames: list[PosedFrame], cameras, betas,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import BinaryIO
 
 from smplx.utils.cli import InputError
 
-__all__ = ["atomic_write", "write_png", "make_folder", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "write_json", "write_png", "make_folder", "remove_stale_temporaries"]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, keep_previous: str | Path | None = None
@@ -113,6 +114,12 @@ class _WriteErrors:
     def __getattr__(self, name: str):
         return getattr(self._f, name)
 
+
+
+def write_json(path: str | Path, obj, *, indent: int = 1) -> Path:
+    """Write `obj` as JSON to `path` atomically (`atomic_write`); returns the path."""
+    text = json.dumps(obj, indent=indent).encode()
+    return atomic_write(path, lambda f: f.write(text))
 
 
 def write_png(path: str | Path, image) -> Path:
