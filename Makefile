@@ -32,8 +32,13 @@ viewer: viewer/dist/viewer.js
 viewer/dist/viewer.js: viewer/package.json viewer/package-lock.json viewer/src/viewer.js viewer/src/index.html
 	cd viewer && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; default: the CPU count, at most 4; TEST_WORKERS=0 runs it in
+# this process), each on one thread unless OMP_NUM_THREADS says otherwise, each test file in one worker (its
+# module-scoped fixtures are built once).
+TEST_WORKERS ?= $(shell n=$$(nproc 2> /dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: install
-	$(PY) -m pytest -q -m "not kill" tests
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -m "not kill" -n $(TEST_WORKERS) --dist loadfile tests
 
 # The kill tests (tests/test_kill.py: trainers and the synthetic capture, tests/test_demo_kill.py: the demo runner,
 # killed with SIGKILL and rerun; several minutes on 2 cores): CI runs them after `make test`.

@@ -428,25 +428,36 @@ def _onto_plane_by_hand(point, direction, anchor, normal):
     return point + d * (((anchor - point) @ normal) / (d @ normal))
 
 
-def _first_hit_by_hand(origin, direction, vertices, faces):
-    """(t, face, barycentrics) of the ray's first hit among all triangles (Moller-Trumbore, float64), or None."""
-    o, d = origin.double(), direction.double()
+def _moller_trumbore(origin, direction, vertices, faces):
+    """(t, u, v, hit) of rays against every triangle (Moller-Trumbore, float64): origin and direction (..., 3)
+    broadcast against the (F,) triangles to (..., F) each."""
+    o, d = origin.double()[..., None, :], direction.double()[..., None, :]
     a, b, c = (vertices.double()[faces[:, i]] for i in range(3))
     e1, e2 = b - a, c - a
-    p = torch.linalg.cross(d.expand_as(e2), e2, dim=-1)
+    p = torch.linalg.cross(d.expand(*d.shape[:-2], *e2.shape), e2.expand(*d.shape[:-2], *e2.shape), dim=-1)
     det = (e1 * p).sum(-1)
     ok = det.abs() > 1e-12
     inv = 1 / torch.where(ok, det, torch.ones_like(det))
     s = o - a
     u = (s * p).sum(-1) * inv
-    q = torch.linalg.cross(s, e1, dim=-1)
+    q = torch.linalg.cross(s, e1.expand_as(s), dim=-1)
     v = (d * q).sum(-1) * inv
     t = (e2 * q).sum(-1) * inv
-    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+    return t, u, v, ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+
+
+def _first_hit_by_hand(origin, direction, vertices, faces):
+    """(t, face, barycentrics) of the ray's first hit among all triangles (Moller-Trumbore, float64), or None."""
+    t, u, v, hit = _moller_trumbore(origin, direction, vertices, faces)
     if not hit.any():
         return None
     f = int(torch.argmin(torch.where(hit, t, torch.full_like(t, float("inf")))))
     return float(t[f]), f, torch.stack([1 - u[f] - v[f], u[f], v[f]])
+
+
+def _escapes_by_hand(origin, directions, vertices, faces):
+    """(K,) 1.0 where the ray from `origin` (3,) along each of (K, 3) `directions` meets no triangle, else 0.0."""
+    return (~_moller_trumbore(origin.expand_as(directions), directions, vertices, faces)[3].any(-1)).float()
 
 
 def _mesh_albedo_by_hand(avatar, origin, direction, point, vertices):
@@ -648,11 +659,9 @@ def test_learned_lights_draw_alike_in_both_renderers_and_match_a_per_ray_loop(pa
                           for w, v in zip(weights[0], ids[0]))  # lifted onto the corners' tangent planes
             normal = torch.nn.functional.normalize((weights[0][:, None] * normals[ids[0]]).sum(0), dim=0)
             normal = -normal if normal @ directions[r] > 0 else normal
-            sky = torch.stack([torch.tensor([float(_first_hit_by_hand(vertices[v] + offset * normals[v], d, vertices,
-                                                                      faces) is None)
-                                             for d in fast.shadow_directions]) for v in ids[0]])
-            lit = torch.tensor([float(_first_hit_by_hand(at + offset * normal, light, vertices, faces) is None)
-                                for light in lights])
+            sky = torch.stack([_escapes_by_hand(vertices[v] + offset * normals[v], fast.shadow_directions, vertices,
+                                                faces) for v in ids[0]])
+            lit = _escapes_by_hand(at + offset * normal, lights, vertices, faces)
             shadowed += int(lit[0] == 0 and normal @ lights[0] > 0.1)
             expected.append(alpha * fast.shading(normal[None], (weights[0][:, None] * sky).sum(0)[None],
                                                  fast.shadow_directions, lit[None])[0])
@@ -691,9 +700,8 @@ def test_shading_at_the_surface_matches_a_per_ray_loop(parts):
                 continue
             alpha = every["alpha"][r]
             ids, weights = mesh_lookup(origin, point[None], directions[r:r + 1], vertices, faces)
-            each = torch.stack([torch.tensor([float(_first_hit_by_hand(vertices[v] + 2e-3 * normals[v], d, vertices,
-                                                                       faces) is None)
-                                              for d in avatar.shadow_directions]) for v in ids[0]])
+            each = torch.stack([_escapes_by_hand(vertices[v] + 2e-3 * normals[v], avatar.shadow_directions, vertices,
+                                                 faces) for v in ids[0]])
             visible = (weights[0][:, None] * each).sum(0)
             mixed += int((weights[0] > 0.05).sum() > 1 and (each != each[:1]).any())
             dists, near_ids = avatar.field.nearest_anchors(point[None, None], encoding)
