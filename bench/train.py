@@ -3,7 +3,7 @@ needs to reach a validation PSNR.
 
     python -m bench.train [--config configs/synthetic/demo.yaml] [--at 100,200,300,400]
                           [--baseline-at 1100] [--baseline-overrides KEY=VALUE ...] [--out out/bench/train]
-                          [--threads 1] [--sequential] [key.sub=value ...]
+                          [--threads 1] [--sequential] [--render-frames 10] [key.sub=value ...]
 
 Two arms train on the same capture: 'new' (the config with the overrides) and 'baseline' (the same config with
 --baseline-overrides; by default the demo configuration at the time the speed issue measured 1.59 iterations/s:
@@ -18,6 +18,11 @@ Prints per arm and checkpoint the iterations, training seconds, iterations/s and
 ratios: new/baseline iterations/s at their last checkpoints, and the baseline's training time to its final PSNR
 divided by the new arm's time to its first checkpoint at or above that PSNR. Resumable: a rerun reuses every
 checkpoint and validation already done (delete --out to measure again). Results also go to <out>/results.json.
+
+--render-frames N then renders the first N validation frames with each arm's last checkpoint, the arms taking turns
+frame by frame in this process (OMP_NUM_THREADS threads), and prints the seconds per frame of each and their ratio.
+Each frame is a new pose, so each render includes what validation pays for it (posing, the fast renderer's band
+measured for the pose; `handavatar.render.band`).
 """
 
 from __future__ import annotations
@@ -28,13 +33,19 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from smplx.utils.cli import InputError, cli_main
+from smplx.utils.config import load_config
 from smplx.utils.fileio import write_json
+from handavatar.checkpoint import load_avatar
+from handavatar.config import DEFAULTS, AvatarConfig
+from handavatar.data import to_tensors
+from handavatar.validate import evaluation_dataset
 
 # The demo configuration of commit f8eafd3 (2026-11-26), whose 1.59 iterations/s the speed issue (23) started from,
 # written as overrides of configs/synthetic/demo.yaml.
@@ -74,9 +85,10 @@ class Arm:
     """One configuration trained to each of `at` iterations in turn, validated at each."""
 
     def __init__(self, name: str, config: str, overrides: list[str], at: list[int], out: Path, threads: int):
-        self.name, self.at = name, sorted(at)
-        self.settings = ["--config", config, *overrides, f"experiment={name}", f"out_root={out}",
-                         "train.max_seconds=0", "train.progress_every=0"]
+        self.name, self.at, self.config = name, sorted(at), config
+        self.overrides = [*overrides, f"experiment={name}", f"out_root={out}", "train.max_seconds=0",
+                          "train.progress_every=0"]
+        self.settings = ["--config", config, *self.overrides]
         self.folder = out / name
         self.env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self.log = out / f"{name}.log"
@@ -115,6 +127,25 @@ class Arm:
             self.error = str(error)
 
 
+def render_times(arms: list[Arm], frames: int) -> dict[str, list[float]]:
+    """Seconds to render each of the first `frames` validation frames with each arm's last checkpoint, the arms
+    taking turns frame by frame."""
+    loaded = []
+    for arm in arms:
+        config = load_config(AvatarConfig, [DEFAULTS, arm.config], arm.overrides)
+        avatar = load_avatar(config, torch.device("cpu"))[0]
+        dataset = evaluation_dataset(config)
+        loaded.append((avatar, [to_tensors(dataset[i]) for i in range(min(frames, len(dataset)))]))
+    times: dict[str, list[float]] = {arm.name: [] for arm in arms}
+    with torch.no_grad():
+        for i in range(min(len(samples) for _, samples in loaded)):
+            for arm, (avatar, samples) in zip(arms, loaded):
+                start = time.perf_counter()
+                avatar.render(samples[i])
+                times[arm.name].append(time.perf_counter() - start)
+    return times
+
+
 def table(arms: list[Arm]) -> str:
     rows = ["| arm | iterations | training s | it/s | PSNR | hand PSNR | SSIM | LPIPS |", "|---" * 8 + "|"]
     for arm in arms:
@@ -143,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("out/bench/train"))
     parser.add_argument("--threads", type=int, default=1, help="threads per arm")
     parser.add_argument("--sequential", action="store_true", help="train the arms one after the other")
+    parser.add_argument("--render-frames", type=int, default=0,
+                        help="then time the rendering of this many validation frames with each arm")
     parser.add_argument("overrides", nargs="*", help="key.sub=value of both arms")
     args = parser.parse_args(argv)
     if not Path(args.config).is_file():
@@ -177,6 +210,13 @@ def main(argv: list[str] | None = None) -> None:
               f"{result['reached_at']}, in 1/{result['time_ratio']:.2f} of the baseline's training time")
     record = {"arms": {arm.name: [vars(p) for p in arm.points] for arm in arms}, "compare": result,
               "cpu": _cpu_name(), "threads": args.threads, "side_by_side": not args.sequential}
+    if args.render_frames > 0:
+        times = render_times(arms, args.render_frames)
+        mean = {name: sum(values) / len(values) for name, values in times.items()}
+        print(f"render, {len(times['new'])} validation frames, {torch.get_num_threads()} threads: new "
+              f"{mean['new']:.2f} s per frame, baseline {mean['baseline']:.2f} s: "
+              f"new x{mean['baseline'] / mean['new']:.2f}")
+        record["render_seconds"] = times
     write_json(args.out / "results.json", record)
 
 
