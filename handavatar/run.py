@@ -56,6 +56,8 @@ class Shot:
     global_orient: np.ndarray  # (3,) camera-frame axis-angle, radians
     hand_pose: np.ndarray  # (45,) axis-angle, radians, the model's mean pose included
     camera: Camera
+    # (3, 3) world-to-camera rotation of the data frame whose model frame the shot is in (places the learned lights)
+    world_rotation: np.ndarray | None = None  # None: the identity
 
 
 def _resolution(config: AvatarConfig) -> int:
@@ -85,7 +87,7 @@ def reference_frame(config: AvatarConfig) -> Shot:
         raise ConfigError(f"run.frame_idx={i} but subject {d.subject} has {len(cache)} usable frames "
                           f"(0..{len(cache) - 1})")
     camera = frame_camera(cache.K[i], cache.bbox[i], cache.Th[i], crop_scale=d.crop_scale, size=_resolution(config))
-    return Shot(cache.global_orient[i], cache.hand_pose[i], camera)
+    return Shot(cache.global_orient[i], cache.hand_pose[i], camera, cache.camrot[i])
 
 
 def driving_motion(config: AvatarConfig) -> Motion:
@@ -112,22 +114,23 @@ def plan_shots(avatar: HandAvatar, config: AvatarConfig) -> list[Shot]:
     def orbit(hand_pose: np.ndarray) -> list[Shot]:
         _, low, high = _posed_box(avatar, frame.global_orient, hand_pose, 0.0)
         cameras = orbit_cameras(frame.camera, (low + high) / 2, run.axis, run.views)
-        return [Shot(frame.global_orient, hand_pose, camera) for camera in cameras]
+        return [Shot(frame.global_orient, hand_pose, camera, frame.world_rotation) for camera in cameras]
 
     if mode == "freeview":
         return orbit(frame.hand_pose)
     if mode == "tpose":
         flat = np.zeros_like(frame.hand_pose)
-        return orbit(flat) if run.tpose_orbit else [Shot(frame.global_orient, flat, frame.camera)]
+        return orbit(flat) if run.tpose_orbit else [Shot(frame.global_orient, flat, frame.camera,
+                                                          frame.world_rotation)]
     if mode == "freepose":
         orients, poses = freepose_poses(freepose_angles(run.joint_rot, run.frames), avatar.hand.pose_frames(),
                                         frame.global_orient)
-        return [Shot(o, p, frame.camera) for o, p in zip(orients, poses)]
+        return [Shot(o, p, frame.camera, frame.world_rotation) for o, p in zip(orients, poses)]
     if mode == "movement":
         motion = driving_motion(config)
         own = run.motion_orient == "frame" or motion.global_orient is None
         orients = np.repeat(frame.global_orient[None], len(motion), 0) if own else motion.global_orient
-        return [Shot(o, p, frame.camera) for o, p in zip(orients, motion.hand_pose)]
+        return [Shot(o, p, frame.camera, frame.world_rotation) for o, p in zip(orients, motion.hand_pose)]
     raise ConfigError(f"run.mode={mode!r} has no shots to plan")
 
 
@@ -140,6 +143,8 @@ def render_shot(avatar: HandAvatar, shot: Shot, *, margin: float, chunk: int | s
     sample.update(global_orient=torch.as_tensor(shot.global_orient, dtype=torch.float32, device=device),
                   hand_pose=torch.as_tensor(shot.hand_pose, dtype=torch.float32, device=device),
                   bgcolor=torch.zeros(3, device=device))
+    if shot.world_rotation is not None:
+        sample["world_rotation"] = torch.as_tensor(shot.world_rotation, dtype=torch.float32, device=device)
     return avatar.render(sample, chunk=chunk)
 
 

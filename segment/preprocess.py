@@ -35,7 +35,7 @@ from segment.posing import create_model, pose_hands
 __all__ = ["AnnotationCache", "build_cache", "load_cache", "load_caches", "cache_path", "square_box",
            "NoUsableFrames", "CACHE_VERSION"]
 
-CACHE_VERSION = 2  # 2: annotation_order
+CACHE_VERSION = 3  # 2: annotation_order; 3: camrot
 MIN_MASK_PX = 3000  # reference §6.2 filters
 MIN_HAND_INTENSITY = 20
 
@@ -102,6 +102,7 @@ class AnnotationCache:
     frame_idx: np.ndarray  # (F,) int
     camera: np.ndarray  # (F,) str
     K: np.ndarray  # (F, 3, 3) full-resolution intrinsics
+    camrot: np.ndarray  # (F, 3, 3) world-to-camera rotation of each frame's camera (M is oriented as the camera)
     global_orient: np.ndarray  # (F, 3) camera-frame axis-angle
     hand_pose: np.ndarray  # (F, 45) with the model's mean pose
     betas: np.ndarray  # (F, 10)
@@ -175,6 +176,7 @@ def build_cache(root: str | Path, subject: Subject, *, hand: str = "right", mode
     cache = AnnotationCache(
         keys=np.array([r.key for r in records]), frame_idx=np.array([r.frame_idx for r in records]),
         camera=np.array([r.camera for r in records]), K=np.stack([r.K for r in records]),
+        camrot=np.stack([r.camrot for r in records]),
         global_orient=posed.global_orient, hand_pose=posed.hand_pose, betas=posed.betas, Th=posed.Th,
         joints=posed.joints, tpose_joints=posed.tpose_joints, joints_cam=posed.joints_cam,
         joint_valid=np.stack([r.joint_valid for r in records]), joint_img=joint_img,

@@ -672,6 +672,37 @@ def test_learned_lights_draw_alike_in_both_renderers_and_match_a_per_ray_loop(pa
         _avatar(hand, albedo_at="surface", lights=2)
 
 
+def test_learned_lights_stay_in_the_world_whatever_the_camera(parts):
+    """The lights live in the capture's world frame: the same hand seen through a camera turned by Q (pose, rays and
+    origin turned by Q, the sample's world_rotation Q) is drawn alike, while lights held in the camera frame (the
+    rotation left out) draw it otherwise. The ambient occlusion term is off: its directions are fixed in the model
+    frame."""
+    from scipy.spatial.transform import Rotation
+
+    hand, sample = parts
+    avatar = _avatar(hand, albedo_at="surface", shading_at="surface", shadow_rays=16, lights=2).eval()
+    with torch.no_grad():
+        avatar.shading.directions.copy_(torch.tensor([[1.0, 0.07, 0.2], [-0.3, -0.2, -1.0]]))
+        avatar.shading.strengths.copy_(torch.tensor([1.5, 0.5]))
+        avatar.shading.ambient[1] = -60.0  # a = softplus(-60): no ambient occlusion
+    turn = Rotation.from_rotvec([0.3, -0.5, 0.2])
+    q = torch.tensor(turn.as_matrix(), dtype=torch.float32)
+    turned = dict(sample, rays_o=sample["rays_o"] @ q.T, rays_d=sample["rays_d"] @ q.T, Th=sample["Th"] @ q.T,
+                  world_rotation=q, global_orient=torch.tensor(
+                      (turn * Rotation.from_rotvec(sample["global_orient"].double().numpy())).as_rotvec(),
+                      dtype=torch.float32))
+    with torch.no_grad():
+        out = avatar.render(dict(sample, world_rotation=torch.eye(3)))
+        same = avatar.render(turned)
+        held = avatar.render(dict(turned, world_rotation=torch.eye(3)))  # the lights turned with the camera
+    hit = out["alpha"] > 0.5
+    assert hit.sum() > 10 and out["shading"][hit].std() > 0.05
+    torch.testing.assert_close(same["alpha"], out["alpha"], atol=1e-3, rtol=0)
+    differ = (same["shading"] - out["shading"]).abs()[hit]
+    assert differ.median() < 1e-4 and (differ < 1e-2).float().mean() > 0.95  # a grazing shadow ray may flip
+    assert (held["shading"] - out["shading"]).abs()[hit].mean() > 0.05
+
+
 def test_shading_at_the_surface_matches_a_per_ray_loop(parts):
     """shading_at 'surface' against a loop written ray by ray: the published renderer gives each ray's alpha and
     depth; the loop takes the point o + d depth / alpha, its mesh hit or nearest vertex (`mesh_lookup`, tested

@@ -158,6 +158,21 @@ def test_a_subject_trains_on_every_camera_unless_one_is_named(config):
     assert {str(c) for c in one.camera} == {cameras[0]} and len(one.camera) == len(wanted) // 2
 
 
+def test_each_sample_carries_its_cameras_world_rotation(config):
+    """'world_rotation' (which places the learned lights) is the camera.json camrot of the sample's camera: the
+    test capture's two cameras are turned differently."""
+    import json
+    from segment.interhand import annotation_path
+    camrot = json.loads(annotation_path(config.root, "test", "camera").read_text())["0"]["camrot"]
+    dataset = InterHandDataset(replace(config, mode="image"))
+    seen = set()
+    for i in range(len(dataset)):
+        camera = str(dataset.cache.camera[i])
+        np.testing.assert_allclose(dataset[i]["world_rotation"], np.array(camrot[camera]), atol=1e-6)
+        seen.add(camera)
+    assert len(seen) == 2 and not np.allclose(*(np.array(camrot[c]) for c in sorted(seen)))
+
+
 def test_loader_with_workers_and_distributed_sampler(config):
     dataset = InterHandDataset(config)
     shards = [list(DistributedSampler(dataset, num_replicas=2, rank=r, shuffle=False)) for r in range(2)]

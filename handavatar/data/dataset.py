@@ -7,6 +7,8 @@ K'^-1 (u, v, 1), so t is camera depth in dm) and near/far where they cross the p
 Both modes return pixel grids of the same keys, shaped (P, h, w): 'patch' mode (training) P = n_patches patches of
 patch_size^2 pixels, each centred on a hand pixel with probability sample_subject_ratio and otherwise on a box pixel
 off the hand; 'image' mode (evaluation) P = 1 grid of the whole crop. Only pixels with `ray_mask` need rendering.
+'world_rotation' is the frame camera's world-to-camera rotation, which turns the capture's world frame into M's
+orientation (the learned lights of `network.lights` live in the world frame).
 Targets are the masked image composited on the background and resampled; off the thresholded hand mask
 (`target_alpha` = 0) they are exactly the background colour (`target: masked`), or, as published, the resampled
 composite as it is, which blends hand and background along the outline (`target: composite`).
@@ -164,6 +166,7 @@ class InterHandDataset(Dataset):
             "target_rgb": image[grid_y, grid_x].astype(f32), "target_alpha": hand[grid_y, grid_x].astype(f32),
             "alpha_image": hand.astype(f32),
             "bgcolor": bg, "K": K.astype(f32), "Th": cache.Th[i].astype(f32),
+            "world_rotation": cache.camrot[i].astype(f32),
             "global_orient": cache.global_orient[i].astype(f32), "hand_pose": cache.hand_pose[i].astype(f32),
             "betas": cache.betas[i].astype(f32), "joints": cache.joints[i].astype(f32),
             "joints_cam": cache.joints_cam[i].astype(f32), "joint_valid": cache.joint_valid[i],

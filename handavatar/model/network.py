@@ -137,7 +137,8 @@ class HandAvatar(nn.Module):
     def render_rays(self, origin: Tensor, directions: Tensor, near: Tensor, far: Tensor, posed: MANOOutput,
                     encoding: PairOFEncoding, background: Tensor, *, stratified: bool = False,
                     generator: torch.Generator | None = None, anchor_index: AnchorIndex | None = None,
-                    band: float | Tensor | None = None, options: RenderOptions | None = None) -> dict[str, Tensor]:
+                    band: float | Tensor | None = None, options: RenderOptions | None = None,
+                    world_rotation: Tensor | None = None) -> dict[str, Tensor]:
         """Render R rays of one posed hand (`handavatar.render.rays.render_rays` of its `pose_field`).
 
         Args:
@@ -148,6 +149,7 @@ class HandAvatar(nn.Module):
             anchor_index: the pose's nearest-anchor index (fast renderer; built here when omitted).
             band: the pose's `surface_band` (fast renderer; found here when omitted).
             options: how to render (omitted: the avatar's `options`).
+            world_rotation: (3, 3) the frame camera's world-to-camera rotation (`pose_field`).
 
         Returns:
             'rgb', 'albedo' (R, 3) with the background behind; 'shading' (R, 1) and 'depth' (R, 1) weighted sums;
@@ -157,12 +159,15 @@ class HandAvatar(nn.Module):
         options = options or self.options
         if options.renderer == "fast" and band is None:
             band = self.surface_band(posed, encoding, options)
-        return render_rays(origin, directions, near, far, self.pose_field(posed, encoding), background, options,
-                           stratified=stratified, generator=generator, anchor_index=anchor_index, band=band)
+        return render_rays(origin, directions, near, far, self.pose_field(posed, encoding, world_rotation), background,
+                           options, stratified=stratified, generator=generator, anchor_index=anchor_index, band=band)
 
-    def pose_field(self, posed: MANOOutput, encoding: PairOFEncoding) -> PoseField:
+    def pose_field(self, posed: MANOOutput, encoding: PairOFEncoding, world_rotation: Tensor | None = None
+                   ) -> PoseField:
         """The posed hand as the renderers see it: PairOF's part boxes and occupancy, its anchors, and the
-        appearance (albedo field or vertex texture, SelF) at them (`handavatar.render.field.PoseField`)."""
+        appearance (albedo field or vertex texture, SelF or the lights) at them (`handavatar.render.field.PoseField`).
+        `world_rotation`: (3, 3) the frame camera's world-to-camera rotation, which turns the learned lights (world
+        frame) into the model frame (None: the identity)."""
         pose, normals = posed.full_pose[0], self.anchor_normals(posed)
 
         def part_boxes(points: Tensor) -> tuple[Tensor, Tensor]:
@@ -182,7 +187,8 @@ class HandAvatar(nn.Module):
             return self.appearance(anchor_dists, anchor_ids, occlusion, pose, normals)
 
         def surface_albedo(origin: Tensor, points: Tensor, directions: Tensor, nearest) -> Tensor:
-            return self.surface_albedo(origin, points, directions, nearest, posed, encoding.anchors[0])
+            return self.surface_albedo(origin, points, directions, nearest, posed, encoding.anchors[0],
+                                       world_rotation=world_rotation)
 
         boxes = PartBoxes(encoding.rotations[0], encoding.joints[0], encoding.box_centre[0], encoding.box_half[0])
         return PoseField(boxes, encoding.anchors[0], self._anchor_face_normals(posed), self.field.neighbours,
@@ -245,12 +251,13 @@ class HandAvatar(nn.Module):
         return albedo, self.shading(occlusion, embedding, pose, _blended_normal(normals, anchor_dists, anchor_ids))
 
     def surface_albedo(self, origin: Tensor, points: Tensor, directions: Tensor, nearest, posed: MANOOutput,
-                       anchors: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+                       anchors: Tensor, *, world_rotation: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """albedo_at 'surface', 'plane' or 'mesh': (H, 3) albedo of rays looked up once, at (H, 3) points on them
         (their expected surface points), model frame (dm); 'plane': moved onto their nearest anchor's face plane;
         'mesh': the texture where the ray from `origin` (3,) along `directions` (H, 3) meets the posed mesh.
         `nearest`: (H, 3) points -> their nearest posed anchors' distances and ids, (H, k) each; `anchors`: (A, 3)
-        the posed anchors. With shading_at 'surface', also (H, 1) SelF's shading at the points."""
+        the posed anchors. With shading_at 'surface', also (H, 1) SelF's (or the lights') shading at the points;
+        `world_rotation`: (3, 3) the frame camera's world-to-camera rotation, for the lights (None: the identity)."""
         lookup = scene = None
         vertices, faces = posed.vertices[0], self.hand.output_faces
         if self.albedo_at == "mesh" or self.shading_at == "surface":
@@ -267,9 +274,9 @@ class HandAvatar(nn.Module):
             at, normals = mesh_points(vertices, faces, *first, towards=directions, lift=True, normals=table)
             sky = interpolated_visibility(vertices, faces, *first, self.shadow_directions, mesh=scene, normals=table,
                                           offset=light.offset)
-            lit = visibility(vertices, faces, at, normals, light.light_directions().detach(), mesh=scene,
+            lit = visibility(vertices, faces, at, normals, light.light_directions(world_rotation).detach(), mesh=scene,
                              offset=light.offset)
-            shading = self.shading(normals, sky, self.shadow_directions, lit)
+            shading = self.shading(normals, sky, self.shadow_directions, lit, world_rotation)
         elif self.shading_at == "surface":
             dists, ids = (t.reshape(points.shape[0], -1) for t in nearest(points))
             visible = interpolated_visibility(vertices, faces, *lookup, self.shadow_directions, mesh=scene)
@@ -314,7 +321,9 @@ class HandAvatar(nn.Module):
         Only pixels whose ray meets the hand's 3D box (`ray_mask`) are rendered, in chunks of `chunk` rays ('auto':
         4,096 on the CPU; 65,536 on CUDA, where each chunk's kernel launches and synchronisations, not arithmetic,
         bound the time); the rest get the background (alpha 0). `options`: how to render (omitted: the avatar's
-        `options`); the pose's field, band and nearest-anchor index are found once per frame.
+        `options`); the pose's field, band and nearest-anchor index are found once per frame. The sample's optional
+        'world_rotation', the frame camera's (3, 3) world-to-camera rotation, places the learned lights (`network.
+        lights`; the identity without it).
 
         Returns:
             'rgb', 'albedo' (P, h, w, 3); 'shading', 'depth' (P, h, w, 1); 'alpha' (P, h, w); 'occupancy' (N,)
@@ -335,7 +344,7 @@ class HandAvatar(nn.Module):
         elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"chunk {chunk!r} is not a number of rays >= 1 or 'auto'")
         options = options or self.options
-        field, index, band = self.pose_field(posed, encoding), None, None
+        field, index, band = self.pose_field(posed, encoding, sample.get("world_rotation")), None, None
         if options.renderer == "fast":  # once per frame
             index = AnchorIndex(encoding.anchors[0], self.field.neighbours)
             band = self.surface_band(posed, encoding, options)

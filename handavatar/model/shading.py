@@ -78,12 +78,14 @@ class LightShading(nn.Module):
 
     n: the smooth normal of the posed MANO-HD where the ray meets it; AO: the cosine-weighted share of the shadow-ray
     directions (`handavatar.render.shadows`) that leave the hand, V_k: whether a ray from the point towards light k
-    leaves it (both traced on the posed mesh); the light directions l_k (model frame, which is oriented as the camera:
-    the lights move with the camera), the strengths a0, a, s_k >= 0 and the response gamma >= 1 are learned. The
+    leaves it (both traced on the posed mesh); the light directions l_k (in the capture's world frame, turned into each
+    frame's model frame by its camera's rotation: the lights stay in place while the cameras of a multi-camera
+    capture see the hand from around it), the strengths a0, a, s_k >= 0 and the response gamma >= 1 are learned. The
     colour is albedo x shading, as with SelF; the shading is not bounded by 1 (the albedo takes the scale).
 
     Args:
-        lights: K; their directions start spread over the half of the sphere facing the camera.
+        lights: K; their directions start spread over the half of the world sphere towards -z (facing a camera whose
+            rotation is the identity, as the synthetic capture's and a video's).
         gamma: the response's starting exponent (2.2: an sRGB-like camera).
         smoothing: the normals are the posed mesh's vertex normals averaged over the one-ring this many times
             (`smplx.mesh.smoothed_vertex_normals`): MANO-HD's midpoint subdivision and the deformer's offsets make
@@ -101,16 +103,18 @@ class LightShading(nn.Module):
         self.ambient = nn.Parameter(torch.tensor([_inverse_softplus(0.02), _inverse_softplus(0.3)]))
         self.response = nn.Parameter(torch.tensor(_inverse_softplus(gamma - 1)))
 
-    def light_directions(self) -> Tensor:
-        """(K, 3) unit light directions (towards the lights, model frame)."""
-        return nn.functional.normalize(self.directions, dim=-1)
+    def light_directions(self, world_rotation: Tensor | None = None) -> Tensor:
+        """(K, 3) unit light directions (towards the lights) in a frame's model frame, given its (3, 3)
+        world-to-camera `world_rotation` (None: the identity, i.e. in the world frame)."""
+        directions = nn.functional.normalize(self.directions, dim=-1)
+        return directions if world_rotation is None else directions @ world_rotation.to(directions.dtype).T
 
     def gamma(self) -> Tensor:
         """The response's exponent gamma >= 1."""
         return 1 + nn.functional.softplus(self.response)
 
-    def forward(self, normals: Tensor, sky_visibility: Tensor, sky_directions: Tensor, light_visibility: Tensor
-                ) -> Tensor:
+    def forward(self, normals: Tensor, sky_visibility: Tensor, sky_directions: Tensor, light_visibility: Tensor,
+                world_rotation: Tensor | None = None) -> Tensor:
         """Shading of H surface points.
 
         Args:
@@ -118,6 +122,7 @@ class LightShading(nn.Module):
             sky_visibility: (H, D) in [0, 1]: which of D directions leave the hand from each point.
             sky_directions: (D, 3) those unit directions.
             light_visibility: (H, K) in [0, 1]: whether each light reaches each point (`light_directions`).
+            world_rotation: (3, 3) the frame camera's world-to-camera rotation (None: the identity).
 
         Returns:
             (H, 1) shading > 0.
@@ -125,7 +130,7 @@ class LightShading(nn.Module):
         normals = normals.to(self.directions.dtype)
         sky = (normals @ sky_directions.to(normals.dtype).T).clamp_min(0)  # cosine weights of the directions
         occlusion = (sky_visibility.to(sky.dtype) * sky).sum(1) / sky.sum(1).clamp_min(1e-6)
-        cosine = (normals @ self.light_directions().T).clamp_min(0)
+        cosine = (normals @ self.light_directions(world_rotation).T).clamp_min(0)
         floor, ambient = nn.functional.softplus(self.ambient)
         direct = (nn.functional.softplus(self.strengths) * light_visibility.to(cosine.dtype) * cosine).sum(1)
         linear = floor + ambient * occlusion + direct
