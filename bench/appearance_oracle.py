@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from smplx.utils.config import ConfigError
-from smplx.utils.fileio import write_json, write_png
+from smplx.utils.fileio import to_uint8, write_json, write_png
 from handavatar.checkpoint import load_avatar
 from handavatar.data import to_tensors
 from handavatar.lpips import load_lpips
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                   for name, found in rows.items()}}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "summary.json", summary, indent=2)
-    write_png(out_dir / "oracle.png", (torch.cat(tiles, 0).numpy() * 255 + 0.5).astype(np.uint8))
+    write_png(out_dir / "oracle.png", to_uint8(torch.cat(tiles, 0).numpy()))
     print(f"{path} (iteration {iteration}), {len(dataset)} frames; alpha x albedo x shading is the render to "
           f"{identity:.1e}" + (" (albedo_at samples: only approximately)" if config.network.albedo_at == "samples"
                                else ""))

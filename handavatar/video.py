@@ -9,14 +9,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from smplx.utils.fileio import atomic_write, write_png
+from smplx.utils.fileio import atomic_write, to_uint8, write_png
 
 __all__ = ["to_uint8", "write_png", "write_mp4", "write_gif"]
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) values in [0, 1] -> uint8 (rounded, clipped)."""
-    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
 def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:

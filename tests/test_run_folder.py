@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,3 +128,15 @@ def test_at_every_moment_of_a_save_a_complete_checkpoint_is_in_place(tmp_path, m
     _save_steps(folder, [3])
     assert seen == [2, 2, 2, 2, 2, 3]  # link, replace into latest.prev.tar, replace into latest.tar
     assert _step(folder.previous) == 2
+
+
+def test_pictures_clip_to_eight_bits_and_read_back(tmp_path):
+    """to_uint8 rounds [0, 1] to 0..255 and clips outside it (a bare cast wraps 1.2 round to 50: the lights' shading
+    above 1 came out dark); write_png's file reads back as the same pixels."""
+    from PIL import Image
+
+    values = np.array([[[-0.2, 0.0, 0.5], [1.0 / 255 * 0.49, 1.0, 1.2]]])
+    picture = fileio.to_uint8(values)
+    assert picture.dtype == np.uint8 and picture.tolist() == [[[0, 0, 128], [0, 255, 255]]]
+    path = fileio.write_png(tmp_path / "picture.png", picture)
+    assert np.array_equal(np.asarray(Image.open(path)), picture)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from smplx.utils.fileio import atomic_write, write_json, write_png
+from smplx.utils.fileio import atomic_write, to_uint8, write_json, write_png
 from handavatar.baseline.texture import VertexColours, hand_layer, pose_meshes, render_vertex_colours
 from handavatar.config import data_config
 from handavatar.data import InterHandDataset, to_tensors
@@ -121,7 +121,7 @@ def texture_baseline(config, dataset: InterHandDataset, lpips: LPIPS, out_dir: P
             tiles.append(torch.cat([torch.from_numpy(sample["target_rgb"][0]), rgb], 1))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "colours.npz", lambda f: np.savez(f, colours=table, count=colours.count, faces=faces))
-    write_png(out_dir / "frames.png", (torch.cat(tiles, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    write_png(out_dir / "frames.png", to_uint8(torch.cat(tiles, 0).numpy()))
     summary = {"method": "textured mesh: posed MANO-HD (annotated pose and shape), one colour per vertex averaged "
                          "over the training crops where the vertex is front-facing, visible and inside the mask",
                "subject": d.eval_subject, "frames": len(rows), "eval_skip": d.eval_skip,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smplx.utils.fileio import write_png
+from smplx.utils.fileio import to_uint8, write_png
 from handavatar.baseline.evaluate import posed_vertices
 from handavatar.baseline.texture import hand_layer, render_vertex_colours
 from handavatar.data import InterHandDataset, to_tensors
@@ -59,4 +59,4 @@ def comparison_strip(config, avatar, dataset: InterHandDataset, colours: Path, o
             rendered = avatar.render(to_tensors(sample, device or "cpu"), chunk=config.chunk)["rgb"][0].float().cpu()
             rows.append(torch.cat([torch.from_numpy(sample["target_rgb"][0]).float(),
                                    torch.from_numpy(shot.rgb).float(), rendered], 1))
-    return write_png(out, (torch.cat(rows, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    return write_png(out, to_uint8(torch.cat(rows, 0).numpy()))

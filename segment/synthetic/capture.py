@@ -27,7 +27,7 @@ from tqdm import tqdm
 import smplx
 from smplx.model_file import HandModelData
 from smplx.utils.cli import UserError
-from smplx.utils.fileio import atomic_write, remove_stale_temporaries, write_json, write_png
+from smplx.utils.fileio import atomic_write, remove_stale_temporaries, to_uint8, write_json, write_png
 from smplx.hand_pose import build_pose_prior, prior_poses
 from segment.annotations import BORDER_PX
 from segment.interhand import DATA_FOLDER, HAND_TYPES, annotation_path, camera_matrix, image_file_name
@@ -190,17 +190,14 @@ def _render_task(task: tuple[np.ndarray, int, dict[str, Path]]) -> None:
     fb = render(vertices, w["faces"], cam, w["light"], w["shading"], w["texture"],
                 supersample=settings.supersample, background=settings.background, window=window)
 
-    def to8(x):
-        return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
-
     mask = np.repeat(np.where(fb.coverage >= 0.5, 255, 0).astype(np.uint8)[..., None], 3, axis=2)
-    _save_image(paths["image"], to8(fb.image), quality=settings.jpeg_quality, subsampling=0)
+    _save_image(paths["image"], to_uint8(fb.image), quality=settings.jpeg_quality, subsampling=0)
     _save_image(paths["mask"], mask)
-    _save_image(paths["albedo"], to8(fb.albedo))
-    _save_image(paths["shading"], to8(fb.shading))
+    _save_image(paths["albedo"], to_uint8(fb.albedo))
+    _save_image(paths["shading"], to_uint8(fb.shading))
     _save_image(paths["depth"], np.round(fb.depth / DEPTH_UNIT_MM).astype(np.uint16))
     if "specular" in paths:
-        _save_image(paths["specular"], to8(fb.specular))
+        _save_image(paths["specular"], to_uint8(fb.specular))
 
 
 def _light(settings: CaptureSettings) -> Light:

@@ -11,9 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
 from smplx.utils.cli import InputError
 
-__all__ = ["atomic_write", "write_json", "write_png", "make_folder", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "write_json", "to_uint8", "write_png", "make_folder", "remove_stale_temporaries"]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, keep_previous: str | Path | None = None
@@ -120,6 +122,12 @@ def write_json(path: str | Path, obj, *, indent: int = 1) -> Path:
     """Write `obj` as JSON to `path` atomically (`atomic_write`); returns the path."""
     text = json.dumps(obj, indent=indent).encode()
     return atomic_write(path, lambda f: f.write(text))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """An array of values in [0, 1] (numpy, any shape) -> uint8, rounded; values outside [0, 1] are clipped first (a
+    bare cast would wrap 1.2 round to 50)."""
+    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
 def write_png(path: str | Path, image) -> Path:

@@ -6,6 +6,8 @@ import numpy as np
 import trimesh
 from trimesh.ray.ray_pyembree import RayMeshIntersector
 
+from smplx.utils.fileio import to_uint8
+
 __all__ = ["render_preview", "render_sheet", "VIEWS"]
 
 VIEWS = {  # name: (direction the camera looks along, image-up direction), model frame
@@ -60,7 +62,7 @@ def render_preview(vertices: np.ndarray, faces: np.ndarray, *, view: str = "fron
             color = np.einsum("nk,nkc->nc", bary, color[faces[face_ids]])
         image[ray_ids] = color * (0.25 + 0.75 * diffuse[:, None])
     image = image.reshape(size, supersample, size, supersample, 3).mean((1, 3))
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(image)
 
 
 def render_sheet(meshes: list[np.ndarray], faces: np.ndarray, *, views: tuple[str, ...] = ("top", "back"),
