@@ -17,7 +17,7 @@ from smplx.utils.config import Count, Fraction, NonNegInt, NonNegative, Positive
 from handavatar.data.dataset import DataConfig
 
 __all__ = ["AvatarConfig", "DEFAULTS", "PUBLISHED", "data_config", "DataSection", "PatchSection", "SmplSection",
-           "NetworkSection", "LossWeights", "TrainSection", "LpipsSection", "RenderSection", "RunSection"]
+           "NetworkSection", "LossWeights", "TrainSection", "ValSection", "LpipsSection", "RenderSection", "RunSection"]
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
@@ -37,6 +37,8 @@ PUBLISHED: dict[str, object] = {
     "network.lights": 0,  # SelF, not learned lights
     "train.ema": 0.0,
     "train.sil_mask": "square",
+    "train.refine_pose": "none",
+    "val.refine_steps": 0,
 }
 
 
@@ -130,6 +132,21 @@ class TrainSection:
     # keep an exponential moving average of the weights with this decay per optimiser
     ema: Annotated[float, Range(ge=0, lt=1)]
     sil_mask: Literal["square", "disc"]  # the silhouette loss dilates the mask by a square (published) or a disc, which
+    # learn a correction of each training frame's pose with the avatar (not in the paper; handavatar.model.pose_refine):
+    # none, rigid (global rotation and translation) or full (and the finger joints)
+    refine_pose: Literal["none", "rigid", "full"]
+    lr_pose: NonNegative  # Adam learning rate of the pose corrections (radians, dm)
+    pose_prior: NonNegative  # weight of the squared norm of a frame's correction (an L2 prior toward the fit)
+
+
+@dataclass
+class ValSection:
+    # phase val: Adam steps of pose refinement per held-out frame against its image, the avatar frozen, before its
+    # metrics are measured again (0: none; not in the paper); the unrefined metrics are reported too
+    refine_steps: NonNegInt
+    refine_fingers: bool  # refine the finger joints too (else global rotation and translation only)
+    refine_lr: Positive  # Adam learning rate of the refinement (radians, dm)
+    refine_prior: NonNegative  # weight of the squared norm of the correction (an L2 prior toward the fit)
 
 
 @dataclass
@@ -203,6 +220,7 @@ class AvatarConfig:
     smpl_cfg: SmplSection  # the hand model, its skinning weights and the pretrained PairOF
     network: NetworkSection  # the avatar's networks
     train: TrainSection  # learning rates, schedule, loss weights, logging
+    val: ValSection  # phase val: held-out pose refinement
     lpips: LpipsSection  # the perceptual loss and metric (handavatar/lpips.py); both empty: ST-LPIPS
     run: RunSection  # free-pose animation and rendering (scripts/run_hand.sh; python -m handavatar.run)
 

@@ -10,7 +10,9 @@ number of the sealed posed MANO-HD. Gradients accumulate over `train.accum_iter`
 rates (the albedo MLP and the deformer, the albedo codebook, SelF, PairOF's decoder) fall 10x over
 `train.decay_iters` images (0: `train.decay_epochs` x the training images, as published). With `train.ema` > 0 the
 run also keeps an exponential moving average of the weights (not in the paper), which the checkpoint's network, the
-progress renders and every later use of the checkpoint get.
+progress renders and every later use of the checkpoint get. With `train.refine_pose` (not in the paper) each training
+frame's pose has a learned correction (handavatar.model.pose_refine), applied to the sample before it is rendered and
+saved in latest.tar; with `val.refine_steps`, `phase: val` also refines each held-out frame's pose (validate).
 Writes <out_root>/<experiment>/: latest.tar (iteration, model and optimizer state; written atomically;
 a later run with resume: true continues exactly), board/ (TensorBoard: losses, learning rates, iterations/s, and
 every `train.progress_every` iterations renders and metrics of a few evaluation frames), progress.csv (those metrics
@@ -23,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -40,6 +44,7 @@ from handavatar.data.dataset import prepare_caches
 from handavatar.losses import point_silhouette, silhouette_loss
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.model import HandAvatar
+from handavatar.model.pose_refine import PoseCorrections
 from handavatar.distributed import setup_distributed
 from handavatar.validate import Progress, evaluation_dataset, validate
 
@@ -61,14 +66,18 @@ class WeightAverage:
                 average.lerp_(current, rate)
 
 
-def make_optimizer(avatar: HandAvatar, train: TrainSection) -> torch.optim.Adam:
+def make_optimizer(avatar: HandAvatar, train: TrainSection, corrections: PoseCorrections | None = None
+                   ) -> torch.optim.Adam:
     """Adam with one group per learning rate, by module (`HandAvatar.parameter_groups`): the albedo codebook at
     lr_codes, SelF at lr_shading, PairOF's decoder at lr_pairof, every other trainable parameter (albedo MLP, deformer)
-    at lr."""
+    at lr; and the training frames' pose corrections at lr_pose (group 'pose', last) when given."""
     rates = {"avatar": train.lr, "albedo_codes": train.lr_codes, "shading": train.lr_shading,
-             "pairof_decoder": train.lr_pairof}
+             "pairof_decoder": train.lr_pairof, "pose": train.lr_pose}
+    groups = dict(avatar.parameter_groups())
+    if corrections is not None:
+        groups["pose"] = list(corrections.parameters())
     return torch.optim.Adam([{"params": params, "lr": rates[name], "base_lr": rates[name], "name": name}
-                             for name, params in avatar.parameter_groups().items() if params])
+                             for name, params in groups.items() if params])
 
 
 def set_learning_rates(optimizer: torch.optim.Optimizer, iteration: int, decay_iters: int) -> float:
@@ -125,6 +134,10 @@ def train(config: AvatarConfig) -> Path:
     group = setup_distributed(resolve_device(config.device))
     device = group.device
     out_dir = Path(config.out_root) / config.experiment
+    if config.train.refine_pose != "none" and group.world > 1:
+        raise ConfigError(f"train.refine_pose {config.train.refine_pose} trains in one process only (each frame's "
+                          "correction lives in the process that renders it): run without torchrun, or set "
+                          "train.refine_pose=none")
     avatar = build_avatar(config, device)
     evaluation = [data_config(config, "eval")] if config.train.progress_every else []  # the progress renders' frames
     prepare_caches(data_config(config, "train"), *evaluation)  # each split's annotation files read once
@@ -132,12 +145,15 @@ def train(config: AvatarConfig) -> Path:
     lpips = load_lpips(config.lpips.vgg, config.lpips.heads, device=device)
     if config.train.lossweights.lpips:
         check_patch_size(lpips, config.patch.size, device)
-    optimizer = make_optimizer(avatar, config.train)
+    corrections = None if config.train.refine_pose == "none" else PoseCorrections(
+        len(dataset), fingers=config.train.refine_pose == "full").to(device)
+    optimizer = make_optimizer(avatar, config.train, corrections)
     folder = RunFolder(out_dir, config_to_dict(config), checkpoint="latest.tar", main=group.main)
     latest, start, seconds = folder.checkpoint, 0, 0.0
     state = folder.resume(device) if config.resume else None
     if state is not None:
         avatar.load_state_dict(state.get("trained_network", state["network"]))  # an averaged run: the raw weights
+        _load_corrections(corrections, state, latest)
         optimizer.load_state_dict(state["optimizer"])
         start, seconds = int(state["iter"]), float(state.get("seconds", 0.0))
         if group.main:
@@ -156,6 +172,8 @@ def train(config: AvatarConfig) -> Path:
                  "optimizer": optimizer.state_dict()}
         if average is not None:
             state["trained_network"] = avatar.state_dict()
+        if corrections is not None:
+            state["pose_corrections"] = corrections.state_dict()
         folder.save(state)
 
     board = progress = None
@@ -186,10 +204,14 @@ def train(config: AvatarConfig) -> Path:
         torch.manual_seed(config.seed * 1_000_003 + image)  # patches, background and jitter of this image
         index = int(torch.randint(len(dataset), ()).item())
         sample = to_tensors(dataset[index], device)
+        if corrections is not None:
+            sample = corrections(sample)
         rays += int(sample["ray_mask"].sum())
         with contextlib.nullcontext() if step or group.world == 1 else model.no_sync():
             out = model(sample, stratified=True, chunk=config.chunk)
             terms = losses(avatar, sample, out, config.train.lossweights, lpips, config.train.sil_mask)
+            if corrections is not None and config.train.pose_prior:
+                terms["pose_prior"] = config.train.pose_prior * corrections.prior(sample)
             for name, value in terms.items():
                 if not torch.isfinite(value):
                     raise FloatingPointError(f"loss term {name} became {value.item()} at iteration {iteration} "
@@ -244,18 +266,51 @@ def train(config: AvatarConfig) -> Path:
     return latest
 
 
+def _load_corrections(corrections: PoseCorrections | None, state: dict, latest: Path) -> None:
+    """Resume the pose corrections from a checkpoint's state, or say why they cannot be."""
+    if (corrections is None) != ("pose_corrections" not in state):
+        had = "with" if "pose_corrections" in state else "without"
+        raise ConfigError(f"{latest} was trained {had} pose refinement, but train.refine_pose is now "
+                          f"{'none' if corrections is None else 'on'}: resume it with the setting it was trained "
+                          "with, or train a new experiment")
+    if corrections is not None:
+        try:
+            corrections.load_state_dict(state["pose_corrections"])
+        except RuntimeError as error:
+            raise ConfigError(f"the pose corrections in {latest} do not fit this training subject (its frames, "
+                              f"data.skip, data.max_frames, or refine_pose rigid/full changed): {error}") from None
+
+
+def refinement_loss(config: AvatarConfig) -> Callable[[HandAvatar, dict, LPIPS], torch.Tensor]:
+    """The loss `validate` refines a held-out frame's pose with (`val.refine_steps`): the training losses of a
+    rendered sample (stratified, as in training) without the 3D occupancy term (the mesh is the pose itself)."""
+    weights = replace(config.train.lossweights, iou3d=0.0)
+
+    def loss(avatar: HandAvatar, sample: dict, lpips: LPIPS) -> torch.Tensor:
+        out = avatar(sample, stratified=True, chunk=config.chunk)
+        return sum(losses(avatar, sample, out, weights, lpips, config.train.sil_mask).values())
+
+    return loss
+
+
 def run_validation(config: AvatarConfig) -> dict:
     """`phase: val`: load <out_root>/<experiment>/latest.tar (or run.ckpt), checked against this config, and
-    validate it (handavatar.validate)."""
+    validate it (handavatar.validate), refining the held-out poses too when `val.refine_steps` > 0."""
     device = resolve_device(config.device)
     avatar, latest, iteration = load_avatar(config, device)
     prepare_caches(data_config(config, "eval"), data_config(config, "train"))  # the baseline reads the training frames
-    summary = validate(config, avatar, latest.parent / "val", device)
+    summary = validate(config, avatar, latest.parent / "val", device,
+                       refine_loss=refinement_loss(config) if config.val.refine_steps else None)
     print(f"iteration {iteration}, {summary['frames']} frames of {summary['subject']}: PSNR {summary['psnr']:.2f} "
           f"dB, SSIM {summary['ssim']:.4f} (paper protocol); hand pixels: PSNR {summary['psnr_masked']:.2f} dB, SSIM "
           f"{summary['ssim_masked']:.4f}; LPIPS {summary['lpips']:.4f} ({summary['lpips_name']})" +
           (f"; albedo error {summary['albedo_error']:.4f}, shading error {summary['shading_error']:.4f}"
            if "albedo_error" in summary else "") + f". Wrote {latest.parent / 'val'}/")
+    if "refined" in summary:
+        refined = summary["refined"]
+        print(f"with {config.val.refine_steps} steps of held-out pose refinement: PSNR {refined['psnr']:.2f} dB, "
+              f"SSIM {refined['ssim']:.4f}; hand pixels: PSNR {refined['psnr_masked']:.2f} dB; LPIPS "
+              f"{refined['lpips']:.4f}")
     return summary
 
 

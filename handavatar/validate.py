@@ -5,6 +5,11 @@ against their ground truth. The LPIPS used (LPIPS-VGG or ST-LPIPS, handavatar.lp
 Beside them, the textured-mesh baseline's figures on the same frames (handavatar.baseline; computed once into
 texture_baseline/ next to val/, then read back while its inputs stay the same).
 
+With `val.refine_steps` > 0 (not in the paper: test-time pose optimisation, a protocol change), each held-out frame's
+pose is also refined against its image with the avatar frozen (`refine_heldout_pose`) and the frame measured again:
+metrics.csv gets the refined metrics as `refined_*` columns (and the correction's size), summary.json a 'refined'
+section, val/frames_refined.png the refined renders; the unrefined metrics stay the summary's own.
+
 Writes, next to latest.tar: val/metrics.csv (one row per frame), val/summary.json (means, with the protocols named)
 and val/frames.png (up to 8 frames: rgb | albedo | shading | target | mask). `Progress` does the same for a few
 frames during training, into TensorBoard.
@@ -13,8 +18,10 @@ frames during training, into TensorBoard.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,9 +34,10 @@ from handavatar.config import data_config
 from handavatar.data import InterHandDataset, to_tensors
 from handavatar.lpips import LPIPS, load_lpips
 from handavatar.metrics import frame_metrics
+from handavatar.model.pose_refine import CORRECTION, corrected_sample, refine_pose
 from handavatar.model.shading import SelF
 
-__all__ = ["validate", "evaluation_dataset", "frame_metrics", "layer_errors", "saturated_shading", "Progress",
+__all__ = ["validate", "evaluation_dataset", "refine_heldout_pose", "frame_metrics", "layer_errors", "saturated_shading", "Progress",
            "append_row"]
 
 
@@ -72,12 +80,48 @@ def _tile(out: dict, sample: dict) -> torch.Tensor:
     return torch.cat([p.float().cpu() for p in panels], 1)
 
 
-def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: bool = True) -> dict:
+def refine_heldout_pose(config, avatar, patches: InterHandDataset, index: int, loss_of: Callable, lpips: LPIPS,
+                        device: torch.device) -> torch.Tensor:
+    """`val.refine_steps` Adam steps of one held-out frame's pose correction (`refine_pose`) with the avatar frozen:
+    at each step other patches of the frame (`patches`: the evaluation frames drawn as the training draws them,
+    seeded by frame and step) rendered in training mode and `loss_of(avatar, sample, lpips)`, plus the L2 prior.
+    Returns the (6,) or (51,) correction (`CORRECTION`)."""
+    v = config.val
+    trainable = [p.requires_grad for p in avatar.parameters()]
+    avatar.requires_grad_(False)
+    avatar.train()
+
+    def sample_of(step: int) -> dict:
+        torch.manual_seed(config.seed * 1_000_003 + 7_919 * index + step)
+        return to_tensors(patches[index], device)
+
+    try:
+        return refine_pose(sample_of, lambda sample: loss_of(avatar, sample, lpips), steps=v.refine_steps,
+                           lr=v.refine_lr, prior=v.refine_prior, fingers=v.refine_fingers, device=device)
+    finally:
+        for parameter, flag in zip(avatar.parameters(), trainable):
+            parameter.requires_grad_(flag)
+        avatar.eval()
+
+
+def _correction_size(correction: torch.Tensor) -> dict[str, float]:
+    """The size of a correction: its rotation's angle (degrees), translation (mm) and largest finger change (degrees)."""
+    sizes = {"refine_rotation_deg": math.degrees(correction[CORRECTION["rotation"]].norm().item()),
+             "refine_translation_mm": 100 * correction[CORRECTION["translation"]].norm().item()}
+    if correction.shape[0] > 6:
+        sizes["refine_fingers_deg"] = math.degrees(correction[CORRECTION["fingers"]].view(15, 3).norm(dim=1).max())
+    return sizes
+
+
+def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: bool = True,
+             refine_loss: Callable | None = None) -> dict:
     """Render every `data.eval_skip`-th frame of `data.eval_subject` and write the reports (see the module docstring).
 
     Args:
         config: the AvatarConfig of the run.
         avatar: the trained HandAvatar.
+        refine_loss: with `val.refine_steps` > 0, (avatar, sample, lpips) -> () loss that the held-out poses are
+            refined with (handavatar.train.refinement_loss); None: no refinement.
 
     Returns:
         The summary dict.
@@ -86,16 +130,32 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
     dataset = evaluation_dataset(config)
     dataset.config.layers = synthetic = (Path(d.root) / "capture.json").is_file()
     lpips = load_lpips(config.lpips.vgg, config.lpips.heads, device=device)
-    rows, tiles = [], []
+    refine = bool(config.val.refine_steps) and refine_loss is not None
+    if refine:  # the same frames, drawn as patches on random backgrounds as in training
+        patches = InterHandDataset(data_config(config, "train", subject=d.eval_subject, skip=d.eval_skip,
+                                               order=d.eval_order))
+        if list(patches.cache.keys) != list(dataset.cache.keys):
+            raise AssertionError("the refinement's frames are not the evaluation frames")
+    rows, tiles, refined_tiles = [], [], []
     avatar.eval()
-    with torch.no_grad():
-        for index in tqdm(range(len(dataset)), desc="validating", unit="frame", disable=not progress):
-            sample = to_tensors(dataset[index], device)
+    for index in tqdm(range(len(dataset)), desc="validating", unit="frame", disable=not progress):
+        sample = to_tensors(dataset[index], device)
+        with torch.no_grad():
             out = avatar.render(sample, chunk=config.chunk)
             rows.append({"key": sample["key"], **frame_metrics(out["rgb"], sample, lpips),
                          **(layer_errors(out, sample) if synthetic else {})})
-            if len(tiles) < 8:
-                tiles.append(_tile(out, sample))
+        if len(tiles) < 8:
+            tiles.append(_tile(out, sample))
+        if refine:
+            correction = refine_heldout_pose(config, avatar, patches, int(sample["index"]), refine_loss, lpips, device)
+            with torch.no_grad():
+                moved = corrected_sample(sample, correction)
+                out = avatar.render(moved, chunk=config.chunk)
+                measured = {**frame_metrics(out["rgb"], moved, lpips), **(layer_errors(out, moved) if synthetic else {})}
+            rows[-1].update({f"refined_{name}": value for name, value in measured.items()})
+            rows[-1].update(_correction_size(correction))
+            if len(refined_tiles) < 8:
+                refined_tiles.append(_tile(out, moved))
     avatar.train()
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(rows[0])
@@ -106,6 +166,18 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
                            "pixels only (PSNR, SSIM)",
                "lpips_name": lpips.name, "renderer": avatar.options.renderer,
                **{name: float(np.mean([r[name] for r in rows])) for name in names[1:]}}
+    if refine:
+        v = config.val
+        summary = {name: value for name, value in summary.items() if not name.startswith("refine")}
+        summary["refined"] = {
+            "protocol": f"test-time pose optimisation (not in the paper): {v.refine_steps} Adam steps (lr "
+                        f"{v.refine_lr}, L2 prior {v.refine_prior}) of each held-out frame's global rotation and "
+                        f"translation{' and finger joints' if v.refine_fingers else ''} against its image, the avatar "
+                        "frozen; then the paper protocol",
+            **{name[len("refined_"):]: float(np.mean([r[name] for r in rows])) for name in names
+               if name.startswith("refined_")},
+            **{f"mean_{name}": float(np.mean([r[name] for r in rows])) for name in names
+               if name.startswith("refine_")}}
     if synthetic:
         summary["layer_protocol"] = ("albedo_error, shading_error: mean absolute error on hand pixels in [0, 1] after "
                                      "a least-squares scale per channel")
@@ -115,6 +187,9 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
     atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
     picture = Image.fromarray((torch.cat(tiles, 0).numpy() * 255 + 0.5).astype(np.uint8))
     atomic_write(out_dir / "frames.png", lambda f: picture.save(f, format="PNG"))
+    if refined_tiles:
+        moved_picture = Image.fromarray((torch.cat(refined_tiles, 0).numpy() * 255 + 0.5).astype(np.uint8))
+        atomic_write(out_dir / "frames_refined.png", lambda f: moved_picture.save(f, format="PNG"))
     return summary
 
 

@@ -305,3 +305,59 @@ def test_progress_csv_keeps_its_rows_when_the_columns_change(tmp_path):
     assert path.read_text() == "iteration,psnr\n1,20.0\n2,21.0\n"
     append_row(path, {"iteration": "3", "seconds": "9.5", "psnr": "22.0"})  # resumed by code with another column
     assert path.read_text() == "iteration,seconds,psnr\n1,,20.0\n2,,21.0\n3,9.5,22.0\n"
+
+
+def test_pose_refinement_steps_the_rendered_frames_and_resumes_exactly(setup):
+    """train.refine_pose full: the frames rendered (the trainer's seeded draw, one per iteration) and only those get
+    a correction, each first moved by one Adam step of exactly lr_pose per component (its own step count, however
+    late it comes round); latest.tar holds the corrections and a resumed run continues exactly; a checkpoint is not
+    resumed with the other setting."""
+    from handavatar.config import data_config
+    from handavatar.data import InterHandDataset
+    options = ("train.refine_pose=full", "train.lr_pose=0.01", "train.decay_iters=0", "train.decay_epochs=1000")
+    straight = torch.load(train(_config(setup, "experiment=posed", "train.maxiter=4", *options)), weights_only=True)
+    train(_config(setup, "experiment=posed_split", "train.maxiter=2", *options))
+    resumed = torch.load(train(_config(setup, "experiment=posed_split", "train.maxiter=4", *options)),
+                         weights_only=True)
+    for network in ("network", "pose_corrections"):
+        assert straight[network].keys() == resumed[network].keys()
+        for name, value in straight[network].items():
+            assert torch.equal(value, resumed[network][name]), (network, name)
+    assert straight["optimizer"]["param_groups"][-1]["name"] == "pose"
+    for key, state in straight["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg"], resumed["optimizer"]["state"][key]["exp_avg"])
+    config = _config(setup, "train.maxiter=4", *options)
+    frames = len(InterHandDataset(data_config(config, "train")))
+    drawn = []
+    for image in range(4):  # the trainer's draw of the frame of each iteration
+        torch.manual_seed(config.seed * 1_000_003 + image)
+        drawn.append(int(torch.randint(frames, ()).item()))
+    corrections = torch.stack([straight["pose_corrections"][f"corrections.{i}"] for i in range(frames)])
+    assert corrections.shape == (frames, 51)
+    moved = {i for i in range(frames) if corrections[i].abs().sum() > 0}
+    assert moved == set(drawn) and len(moved) >= 2
+    for frame in moved:
+        if drawn.count(frame) == 1:  # one Adam step: each component with a gradient moves by the rate, 0.01 x
+            # 0.1^(iteration / 10,000 images) (0.9993 x 0.01 at the latest), less Adam's eps (1e-8) against gradients
+            # down to ~1e-5 (seen: 0.9989 x 0.01 at the least)
+            steps = corrections[frame][corrections[frame] != 0].abs()
+            assert steps.max() <= 0.01 * (1 + 1e-5) and steps.min() >= 0.01 * 0.99, frame
+    with pytest.raises(ConfigError, match="was trained with pose refinement, but train.refine_pose is now none"):
+        train(_config(setup, "experiment=posed_split", "train.maxiter=6"))
+
+
+def test_held_out_pose_refinement_reports_both(setup):
+    """val.refine_steps: the unrefined metrics are those of a validation without it, and the refined ones (and the
+    size of each frame's correction) come beside them."""
+    train(_config(setup, "experiment=heldout", "train.maxiter=2", "data.resolution=64"))
+    common = ("experiment=heldout", "phase=val", "data.eval_skip=1", "data.max_frames=1", "data.resolution=64")
+    plain = run_validation(_config(setup, *common))
+    summary = run_validation(_config(setup, *common, "val.refine_steps=2", "val.refine_fingers=false"))
+    for name in ("psnr", "ssim", "lpips", "psnr_masked"):
+        assert summary[name] == plain[name], name
+    refined = summary["refined"]
+    assert "2 Adam steps" in refined["protocol"] and np.isfinite(refined["psnr"]) and refined["psnr"] != plain["psnr"]
+    assert 0 < refined["mean_refine_translation_mm"] and "mean_refine_fingers_deg" not in refined
+    rows = (setup / "runs" / "heldout" / "val" / "metrics.csv").read_text().splitlines()
+    assert "refined_psnr" in rows[0].split(",") and "refine_rotation_deg" in rows[0].split(",") and len(rows) == 2
+    assert (setup / "runs" / "heldout" / "val" / "frames_refined.png").is_file()
