@@ -17,7 +17,6 @@ frames during training, into TensorBoard.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -25,10 +24,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from smplx.utils.fileio import atomic_write
+from smplx.utils.fileio import atomic_write, to_uint8, write_json, write_png
 from handavatar.baseline import BASELINE_METRICS, texture_baseline
 from handavatar.config import data_config
 from handavatar.data import InterHandDataset, to_tensors
@@ -37,8 +35,8 @@ from handavatar.metrics import frame_metrics
 from handavatar.model.pose_refine import CORRECTION, corrected_sample, refine_pose
 from handavatar.model.shading import SelF
 
-__all__ = ["validate", "evaluation_dataset", "refine_heldout_pose", "frame_metrics", "layer_errors", "saturated_shading", "Progress",
-           "append_row"]
+__all__ = ["validate", "evaluation_dataset", "refine_heldout_pose", "frame_metrics", "layer_errors",
+           "saturated_shading", "Progress", "append_row"]
 
 
 def evaluation_dataset(config) -> InterHandDataset:
@@ -184,12 +182,10 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
     baseline_dir = out_dir.parent / "texture_baseline"
     baseline = texture_baseline(config, dataset, lpips, baseline_dir, progress=progress)
     summary["texture_baseline"] = {**{name: baseline[name] for name in BASELINE_METRICS}, "outputs": str(baseline_dir)}
-    atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    picture = Image.fromarray((torch.cat(tiles, 0).numpy() * 255 + 0.5).astype(np.uint8))
-    atomic_write(out_dir / "frames.png", lambda f: picture.save(f, format="PNG"))
+    write_json(out_dir / "summary.json", summary, indent=2)
+    write_png(out_dir / "frames.png", to_uint8(torch.cat(tiles, 0).numpy()))  # clipped: the lights' shading exceeds 1
     if refined_tiles:
-        moved_picture = Image.fromarray((torch.cat(refined_tiles, 0).numpy() * 255 + 0.5).astype(np.uint8))
-        atomic_write(out_dir / "frames_refined.png", lambda f: moved_picture.save(f, format="PNG"))
+        write_png(out_dir / "frames_refined.png", to_uint8(torch.cat(refined_tiles, 0).numpy()))
     return summary
 
 
