@@ -93,7 +93,7 @@ class Arm:
         self.env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self.log = out / f"{name}.log"
         self.points: list[Checkpoint] = []
-        self.error: str | None = None
+        self.error: BaseException | None = None
 
     def _call(self, *extra: str) -> None:
         with open(self.log, "a") as log:
@@ -123,8 +123,8 @@ class Arm:
                                               {k: float(summary[k]) for k in METRICS}))
                 print(f"{self.name}: {iterations} iterations, {summary['train_seconds']:.0f} s, PSNR "
                       f"{summary['psnr']:.2f} dB", flush=True)
-        except Exception as error:  # reported by the main thread
-            self.error = str(error)
+        except Exception as error:  # raised again by the main thread: a user error as one line, a bug in full
+            self.error = error
 
 
 def render_times(arms: list[Arm], frames: int) -> dict[str, list[float]]:
@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         for thread in threads:
             thread.join()
     for arm in arms:
-        if arm.error:
-            raise InputError(f"arm {arm.name}: {arm.error}")
+        if arm.error is not None:
+            raise arm.error
     result = compare(arms[0].points, arms[1].points)
     print(table(arms))
     print(f"iterations/s new / baseline: x{result['speed']:.2f}")
