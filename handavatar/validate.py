@@ -103,7 +103,8 @@ def refine_heldout_pose(config, avatar, patches: InterHandDataset, index: int, l
 
 
 def _correction_size(correction: torch.Tensor) -> dict[str, float]:
-    """The size of a correction: its rotation's angle (degrees), translation (mm) and largest finger change (degrees)."""
+    """The size of a correction: its rotation's angle (degrees), translation (mm) and largest finger change
+    (degrees)."""
     sizes = {"refine_rotation_deg": math.degrees(correction[CORRECTION["rotation"]].norm().item()),
              "refine_translation_mm": 100 * correction[CORRECTION["translation"]].norm().item()}
     if correction.shape[0] > 6:
@@ -149,7 +150,8 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
             with torch.no_grad():
                 moved = corrected_sample(sample, correction)
                 out = avatar.render(moved, chunk=config.chunk)
-                measured = {**frame_metrics(out["rgb"], moved, lpips), **(layer_errors(out, moved) if synthetic else {})}
+                measured = {**frame_metrics(out["rgb"], moved, lpips),
+                            **(layer_errors(out, moved) if synthetic else {})}
             rows[-1].update({f"refined_{name}": value for name, value in measured.items()})
             rows[-1].update(_correction_size(correction))
             if len(refined_tiles) < 8:

@@ -78,14 +78,16 @@ def test_pose_corrections_per_frame_prior_and_index_check():
 
 
 def test_refinement_recovers_a_known_wrong_pose():
-    """A hand (the open hand, its 778 vertices) seen by a 64 px camera; the frame's pose is given a known wrong rotation (about 7
-    degrees) and translation (5 mm across, 1 cm in depth); refining the correction against the point silhouette of
-    the true pose finds the inverse of that error: the sign, the composition order and the rays' origin all matter."""
+    """A hand (the open hand, its 778 vertices) seen by a 64 px camera; the frame's pose is given a known wrong
+    rotation (about 7 degrees) and translation (5 mm across, 1 cm in depth); refining the correction against the point
+    silhouette of the true pose finds the inverse of that error: the sign, the composition order and the rays' origin
+    all matter."""
     from smplx import create
     layer = create("open_hand", center_id=4, scale=10.0)
     K = torch.tensor([[120.0, 0.0, 31.5], [0.0, 120.0, 31.5], [0.0, 0.0, 1.0]])
     g = torch.Generator().manual_seed(3)
-    truth = {**_sample(g), "K": K, "Th": torch.tensor([0.05, -0.05, 8.0]), "global_orient": torch.tensor([0.2, 2.8, 0.1])}
+    truth = {**_sample(g), "K": K, "Th": torch.tensor([0.05, -0.05, 8.0]),
+             "global_orient": torch.tensor([0.2, 2.8, 0.1])}
     truth["hand_pose"] = truth["hand_pose"] * 0.5
 
     def silhouette(sample: dict) -> torch.Tensor:

@@ -79,7 +79,8 @@ def test_visibility_on_a_posed_hand_matches_a_loop_over_every_triangle():
     blended = interpolated_visibility(vertices, faces, faces[face], weights, directions)
     normals = vertex_normals(vertices, faces)
     corners = faces[face].reshape(-1)
-    each = torch.stack([_escapes_by_hand(vertices[v] + 2e-3 * normals[v], directions, vertices, faces) for v in corners])
+    each = torch.stack([_escapes_by_hand(vertices[v] + 2e-3 * normals[v], directions, vertices, faces)
+                        for v in corners])
     traced = visibility(vertices, faces, vertices[corners], normals[corners], directions)
     assert (traced == each).float().mean() > 0.995  # float32 Embree against float64: rays grazing an edge may differ
     assert 0.2 < each.mean() < 0.8 and (each.sum(1) < 8).any()  # some vertices lie in the fingers' shadow
