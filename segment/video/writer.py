@@ -6,7 +6,6 @@ training frames as sequence ROM04_RT_Occlusion and the held-out frames as ROM03_
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from smplx.utils.fileio import atomic_write
+from smplx.utils.fileio import atomic_write, write_json
 from segment.interhand import (HAND_TYPES, IMAGE_TREE, MANO_TO_INTERHAND, MASK_TREE, annotation_path, hand_joints,
                                image_file_name, tree_path)
 from segment.masks import fill_triangles
@@ -117,11 +116,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _write_json(path: Path, obj) -> None:
-    text = json.dumps(obj, indent=1).encode()
-    atomic_write(path, lambda f: f.write(text))
-
-
 def _rounded(array, digits: int) -> list:
     return np.round(np.asarray(array, dtype=float), digits).tolist()
 
@@ -172,4 +166,4 @@ def write_capture(root: str | Path, frames: list[VideoFrame], *, faces: np.ndarr
     content = {"data": {"images": images, "annotations": annotations}, "camera": {capture: camera},
                "joint_3d": {capture: joint_3d}, "MANO_NeuralAnnot": {capture: mano}}
     for kind, obj in content.items():
-        _write_json(annotation_path(root, SPLIT, kind), obj)
+        write_json(annotation_path(root, SPLIT, kind), obj)
