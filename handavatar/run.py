@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from smplx.utils.cli import cli_main
 from smplx.utils.config import ConfigError, parse_config_command, resolve_device
-from smplx.utils.fileio import atomic_write
+from smplx.utils.fileio import atomic_write, write_csv
 from pairof.mesh import extract_mesh
 from segment.preprocess import load_cache
 from handavatar.cameras import Camera, camera_sample, frame_camera, orbit_cameras
@@ -221,8 +221,7 @@ def _render_test(avatar: HandAvatar, config: AvatarConfig, writer: _Writer) -> l
         strip = np.concatenate([np.dstack([panels[k], panels["alpha"]]) for k in ("albedo", "shading", "rgb")]
                                + [np.dstack([target, np.ones_like(panels["alpha"])])], 1)
         writer.frame(index, strip, panels, out["posed"])
-    text = ",".join(["key"] + names) + "\n" + "".join(",".join(str(v) for v in row) + "\n" for row in rows)
-    csv = atomic_write(writer.folder / "metrics.csv", lambda f: f.write(text.encode()))
+    csv = write_csv(writer.folder / "metrics.csv", ["key"] + names, rows)
     means = np.mean([row[1:] for row in rows], 0)
     return [f"  {csv}  PSNR {means[0]:.2f} dB, SSIM {means[1]:.4f} over {len(rows)} frames of "
             f"{config.data.eval_subject} (paper protocol), LPIPS {means[4]:.4f} ({lpips.name}); hand pixels: PSNR "

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from smplx.utils.fileio import atomic_write, to_uint8, write_json, write_png
+from smplx.utils.fileio import to_uint8, write_csv, write_json, write_png
 from handavatar.baseline import BASELINE_METRICS, texture_baseline
 from handavatar.config import data_config
 from handavatar.data import InterHandDataset, to_tensors
@@ -159,8 +159,7 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
     avatar.train()
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(rows[0])
-    text = "\n".join([",".join(names)] + [",".join(str(r[n]) for n in names) for r in rows]) + "\n"
-    atomic_write(out_dir / "metrics.csv", lambda f: f.write(text.encode()))
+    write_csv(out_dir / "metrics.csv", names, [[r[n] for n in names] for r in rows])
     summary = {"subject": d.eval_subject, "frames": len(rows), "eval_skip": d.eval_skip,
                "protocol": f"paper: whole {d.resolution}x{d.resolution} crop, black background, 8-bit; masked: hand "
                            "pixels only (PSNR, SSIM)",
@@ -238,5 +237,4 @@ def append_row(path: Path, row: dict[str, str]) -> None:
         return
     old = lines[0].split(",") if lines else columns
     rows = [dict(zip(old, line.split(","))) for line in lines[1:]] + [row]
-    text = "\n".join([",".join(columns)] + [",".join(r.get(c, "") for c in columns) for r in rows]) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    write_csv(path, columns, [[r.get(c, "") for c in columns] for r in rows])

@@ -140,3 +140,9 @@ def test_pictures_clip_to_eight_bits_and_read_back(tmp_path):
     assert picture.dtype == np.uint8 and picture.tolist() == [[[0, 0, 128], [0, 255, 255]]]
     path = fileio.write_png(tmp_path / "picture.png", picture)
     assert np.array_equal(np.asarray(Image.open(path)), picture)
+
+
+def test_a_csv_is_its_header_and_rows_written_whole(tmp_path):
+    path = fileio.write_csv(tmp_path / "metrics.csv", ["key", "psnr"], [["a/1.jpg", 27.5], ["a/2.jpg", 3]])
+    assert path.read_text() == "key,psnr\na/1.jpg,27.5\na/2.jpg,3\n"
+    assert not [p for p in tmp_path.iterdir() if p.name != "metrics.csv"]  # no temporary file left

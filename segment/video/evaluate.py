@@ -19,7 +19,6 @@ to set beside an avatar's per-frame validation metrics.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 
 from smplx.utils.cli import cli_main
+from smplx.utils.fileio import write_csv
 from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import INTERHAND_TO_MANO, MASK_TREE, project, tree_path, world_to_camera
 from segment.masks import fill_triangles
@@ -57,13 +57,10 @@ def _write_frame_errors(path: Path, rows: np.ndarray, group: np.ndarray, fit_px:
                         mesh_iou: np.ndarray) -> None:
     """One CSV row per fitted frame: rows (F,) source index, group (F,) name, fit_px (F, 21), pa_mm (F,),
     mesh_iou (F,)."""
-    with open(path, "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["source_index", "group", "joints_px_mean", "joints_px_median", "joints_px_max", "worst_landmark",
-                      "pa_mpjpe_mm", "mesh_iou"])
-        for i, g, e, pa, iou in zip(rows, group, fit_px, pa_mm, mesh_iou):
-            out.writerow([int(i), g, f"{e.mean():.2f}", f"{np.median(e):.2f}", f"{e.max():.2f}",
-                          MEDIAPIPE_NAMES[int(e.argmax())], f"{pa:.2f}", f"{iou:.4f}"])
+    write_csv(path, ["source_index", "group", "joints_px_mean", "joints_px_median", "joints_px_max", "worst_landmark",
+                     "pa_mpjpe_mm", "mesh_iou"],
+              [[int(i), g, f"{e.mean():.2f}", f"{np.median(e):.2f}", f"{e.max():.2f}", MEDIAPIPE_NAMES[int(e.argmax())],
+                f"{pa:.2f}", f"{iou:.4f}"] for i, g, e, pa, iou in zip(rows, group, fit_px, pa_mm, mesh_iou)])
 
 
 def _truth_records(truth: Path, camera: str | None):

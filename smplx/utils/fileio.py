@@ -7,7 +7,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,7 +15,8 @@ import numpy as np
 
 from smplx.utils.cli import InputError
 
-__all__ = ["atomic_write", "write_json", "to_uint8", "write_png", "make_folder", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "write_json", "write_csv", "to_uint8", "write_png", "make_folder",
+           "remove_stale_temporaries"]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, keep_previous: str | Path | None = None
@@ -122,6 +123,13 @@ def write_json(path: str | Path, obj, *, indent: int = 1) -> Path:
     """Write `obj` as JSON to `path` atomically (`atomic_write`); returns the path."""
     text = json.dumps(obj, indent=indent).encode()
     return atomic_write(path, lambda f: f.write(text))
+
+
+def write_csv(path: str | Path, header: Sequence, rows: Iterable[Sequence]) -> Path:
+    """Write a header and rows as comma-separated lines (each value as str(); none may hold a comma) to `path`
+    atomically (`atomic_write`); returns the path."""
+    text = "".join(",".join(str(v) for v in line) + "\n" for line in [header, *rows])
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
