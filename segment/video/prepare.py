@@ -14,6 +14,7 @@ of each step. Train on the result with `data.root=<out>` (the sequence names are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -31,7 +32,7 @@ from smplx.utils.cli import cli_main, finite_float
 from smplx.utils.fileio import atomic_write
 from segment.annotations import MIN_BOX_PX, box_ok
 from segment.interhand import HAND_TYPES
-from segment.video.fit import FitSettings, fit_hand
+from segment.video.fit import FitSettings, HandFit, fit_hand
 from segment.video.frames import VideoError, extract_frames, intrinsics, split_train_eval
 from segment.video.keypoints import detect_keypoints
 from segment.video.silhouette import silhouette_target
@@ -84,6 +85,14 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+@contextlib.contextmanager
+def _timed(step: str, wall: dict[str, float], cpu: dict[str, float]):
+    """Record the wall and CPU seconds (`_cpu_seconds`) of the block as wall[step] and cpu[step]."""
+    clock, used = time.perf_counter(), _cpu_seconds()
+    yield
+    wall[step], cpu[step] = time.perf_counter() - clock, _cpu_seconds() - used
+
+
 def _project(points: np.ndarray, focal: float, principal: tuple[float, float]) -> np.ndarray:
     """(..., 3) camera-frame points, m -> (..., 2) px."""
     return points[..., :2] / points[..., 2:3] * focal + np.asarray(principal)
@@ -103,76 +112,72 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
     out = Path(out)
     work = out / "video"
     timings, cpu_timings = {}, {}  # wall and CPU seconds of each step
-    clock, cpu = time.perf_counter(), _cpu_seconds()
-    frames, scale, unreadable = extract_frames(source, work / "frames", every=settings.every,
-                                               max_frames=settings.max_frames, max_side=settings.max_side,
-                                               progress=progress)
-    if len(frames) < MIN_TRAIN_FRAMES:
-        raise VideoError(f"{source} gave {len(frames)} frames (--every {settings.every}); at least "
-                         f"{MIN_TRAIN_FRAMES} are needed: give a longer video or a smaller --every")
-    width, height = frames[0].width, frames[0].height
-    focal, principal, camera_text = intrinsics(width, height, fov_deg=settings.fov, focal_px=settings.focal,
-                                               scale=scale)
-    timings["frames"], cpu_timings["frames"] = time.perf_counter() - clock, _cpu_seconds() - cpu
+    with _timed("frames", timings, cpu_timings):
+        frames, scale, unreadable = extract_frames(source, work / "frames", every=settings.every,
+                                                   max_frames=settings.max_frames, max_side=settings.max_side,
+                                                   progress=progress)
+        if len(frames) < MIN_TRAIN_FRAMES:
+            raise VideoError(f"{source} gave {len(frames)} frames (--every {settings.every}); at least "
+                             f"{MIN_TRAIN_FRAMES} are needed: give a longer video or a smaller --every")
+        width, height = frames[0].width, frames[0].height
+        focal, principal, camera_text = intrinsics(width, height, fov_deg=settings.fov, focal_px=settings.focal,
+                                                   scale=scale)
 
-    clock, cpu = time.perf_counter(), _cpu_seconds()
-    keypoints = detect_keypoints([f.path for f in frames], work / "keypoints.npz")
-    timings["keypoints"], cpu_timings["keypoints"] = time.perf_counter() - clock, _cpu_seconds() - cpu
+    with _timed("keypoints", timings, cpu_timings):
+        keypoints = detect_keypoints([f.path for f in frames], work / "keypoints.npz")
     keep, dropped, relabelled = _select(keypoints, settings.hand, len(frames))
     dropped["unreadable image"] = unreadable
     held_out = split_train_eval(len(frames), settings.eval_fraction)
 
-    clock, cpu = time.perf_counter(), _cpu_seconds()
-    model = smplx.create(settings.model, is_rhand=settings.hand == "right", seal=True, distal=True)
-    index = np.flatnonzero(keep)
-    sources = np.array([frames[i].source_index for i in index])
-    fit = fit_hand(model, keypoints.uv[index].astype(float), keypoints.world[index].astype(float),
-                   np.ones((len(index), 21)), focal=focal, principal=principal,
-                   consecutive=np.diff(sources) == settings.every, settings=FitSettings(), progress=progress)
-    timings["fit"], cpu_timings["fit"] = time.perf_counter() - clock, _cpu_seconds() - cpu
+    with _timed("fit", timings, cpu_timings):
+        model = smplx.create(settings.model, is_rhand=settings.hand == "right", seal=True, distal=True)
+        index = np.flatnonzero(keep)
+        sources = np.array([frames[i].source_index for i in index])
 
-    clock, cpu = time.perf_counter(), _cpu_seconds()
-    faces = model.output_faces.numpy()
-    rounds = settings.mask_rounds if settings.grabcut else 0  # the projected mesh alone would only confirm the fit
-    for done in range(rounds):
-        masks = grabcut_masks(_project(fit.vertices, focal, principal), [frames[i].path for i in index], faces, width,
-                              height, progress=progress, desc=f"masks for the fit ({done + 1}/{rounds})")
-        fit = fit_hand(model, keypoints.uv[index].astype(float), keypoints.world[index].astype(float),
-                       np.ones((len(index), 21)), focal=focal, principal=principal,
-                       consecutive=np.diff(sources) == settings.every, settings=MASK_FIT, start=fit,
-                       masks=silhouette_target(masks), progress=progress)
-    timings["fit to masks"], cpu_timings["fit to masks"] = time.perf_counter() - clock, _cpu_seconds() - cpu
+        def fit_keypoints(**options) -> HandFit:
+            return fit_hand(model, keypoints.uv[index].astype(float), keypoints.world[index].astype(float),
+                            np.ones((len(index), 21)), focal=focal, principal=principal,
+                            consecutive=np.diff(sources) == settings.every, progress=progress, **options)
 
-    clock, cpu = time.perf_counter(), _cpu_seconds()
-    uv_vertices = _project(fit.vertices, focal, principal)
-    kept = []
-    for k, i in enumerate(index):
-        lo, hi = uv_vertices[k].min(0), uv_vertices[k].max(0)
-        box = [lo[0], lo[1], *(hi - lo)]
-        if fit.residual_px[k] > MAX_RESIDUAL * np.hypot(*(hi - lo)):
-            dropped["fit misses the keypoints"] += 1
-        elif not box_ok(box, width, height):
-            dropped[f"hand at the image border or under {MIN_BOX_PX} px"] += 1
-        else:
-            kept.append(VideoFrame(frames[i].source_index, frames[i].path, bool(held_out[i]), fit.global_orient[k],
-                                   fit.hand_pose[k], fit.transl[k], fit.joints[k], fit.vertices[k], uv_vertices[k]))
-    n_train = sum(not f.held_out for f in kept)
-    if n_train < MIN_TRAIN_FRAMES:
-        raise VideoError(f"only {n_train} training frames are left after dropping {sum(dropped.values())} "
-                         f"({dict(+dropped)}); at least {MIN_TRAIN_FRAMES} are needed")
-    previous = work / "fit.npz"
-    same_fit = False
-    if previous.is_file():  # the fit is deterministic: the same fit as last time keeps last time's masks
-        with np.load(previous) as last:
-            same_fit = (np.array_equal(last["source_index"], sources) and np.allclose(last["transl"], fit.transl)
-                        and "grabcut" in last and bool(last["grabcut"]) == settings.grabcut
-                        and np.allclose(last["hand_pose"], fit.hand_pose) and np.allclose(last["betas"], fit.betas))
-    data = model.to_model_data()
-    hands_mean = np.zeros(45) if data.hands_mean is None else data.hands_mean
-    write_capture(out, kept, faces=faces, betas=fit.betas, hands_mean=hands_mean,
-                  hand=settings.hand, focal=focal, principal=principal, width=width, height=height,
-                  grabcut=settings.grabcut, overwrite_masks=not same_fit, progress=progress)
-    timings["write"], cpu_timings["write"] = time.perf_counter() - clock, _cpu_seconds() - cpu
+        fit = fit_keypoints(settings=FitSettings())
+
+    with _timed("fit to masks", timings, cpu_timings):
+        faces = model.output_faces.numpy()
+        rounds = settings.mask_rounds if settings.grabcut else 0  # the projected mesh alone would only confirm it
+        for done in range(rounds):
+            masks = grabcut_masks(_project(fit.vertices, focal, principal), [frames[i].path for i in index], faces,
+                                  width, height, progress=progress, desc=f"masks for the fit ({done + 1}/{rounds})")
+            fit = fit_keypoints(settings=MASK_FIT, start=fit, masks=silhouette_target(masks))
+
+    with _timed("write", timings, cpu_timings):
+        uv_vertices = _project(fit.vertices, focal, principal)
+        kept = []
+        for k, i in enumerate(index):
+            lo, hi = uv_vertices[k].min(0), uv_vertices[k].max(0)
+            box = [lo[0], lo[1], *(hi - lo)]
+            if fit.residual_px[k] > MAX_RESIDUAL * np.hypot(*(hi - lo)):
+                dropped["fit misses the keypoints"] += 1
+            elif not box_ok(box, width, height):
+                dropped[f"hand at the image border or under {MIN_BOX_PX} px"] += 1
+            else:
+                kept.append(VideoFrame(frames[i].source_index, frames[i].path, bool(held_out[i]), fit.global_orient[k],
+                                       fit.hand_pose[k], fit.transl[k], fit.joints[k], fit.vertices[k], uv_vertices[k]))
+        n_train = sum(not f.held_out for f in kept)
+        if n_train < MIN_TRAIN_FRAMES:
+            raise VideoError(f"only {n_train} training frames are left after dropping {sum(dropped.values())} "
+                             f"({dict(+dropped)}); at least {MIN_TRAIN_FRAMES} are needed")
+        previous = work / "fit.npz"
+        same_fit = False
+        if previous.is_file():  # the fit is deterministic: the same fit as last time keeps last time's masks
+            with np.load(previous) as last:
+                same_fit = (np.array_equal(last["source_index"], sources) and np.allclose(last["transl"], fit.transl)
+                            and "grabcut" in last and bool(last["grabcut"]) == settings.grabcut
+                            and np.allclose(last["hand_pose"], fit.hand_pose) and np.allclose(last["betas"], fit.betas))
+        data = model.to_model_data()
+        hands_mean = np.zeros(45) if data.hands_mean is None else data.hands_mean
+        write_capture(out, kept, faces=faces, betas=fit.betas, hands_mean=hands_mean,
+                      hand=settings.hand, focal=focal, principal=principal, width=width, height=height,
+                      grabcut=settings.grabcut, overwrite_masks=not same_fit, progress=progress)
     arrays = {k: getattr(fit, k) for k in ("global_orient", "hand_pose", "angles", "betas", "transl", "joints", "uv",
                                            "residual_px")}
     atomic_write(previous, lambda f: np.savez(f, source_index=sources, grabcut=settings.grabcut, faces=faces,
