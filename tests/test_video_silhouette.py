@@ -12,7 +12,7 @@ from segment.masks import fill_triangles
 from segment.video.correspondence import MEDIAPIPE_TO_MANO
 from segment.video.fit import FitSettings, fit_hand
 from segment.video.metrics import mask_iou
-from segment.video.silhouette import (outline_distances, outline_points, outside_distance, pad_indices, sample_field,
+from segment.video.silhouette import (edge_distance, outline_distances, outline_points, pad_indices, sample_field,
                                       silhouette_target, silhouette_vertices)
 from tests.test_video_fit import _true_joints
 
@@ -26,20 +26,36 @@ def _blob_mask(height=23, width=31, seed=0):
     return mask > 0
 
 
-def _brute_outside(mask, points):
-    """(P,) distance of each (x, y) point to the nearest mask pixel centre (0 for points on a mask pixel)."""
-    ys, xs = np.nonzero(mask)
-    centres = np.stack([xs, ys], 1).astype(float)
-    return np.linalg.norm(points[:, None] - centres[None], axis=-1).min(1)
+def _brute_edge(mask, points):
+    """(P,) signed distance of each (x, y) point to the mask's edge: to the nearest pixel centre of the other side
+    less half a pixel, positive outside (points on pixel centres)."""
+    height, width = mask.shape
+    centre = np.clip(np.round(points).astype(int), 0, [width - 1, height - 1])
+    inside = mask[centre[:, 1], centre[:, 0]]
+    result = np.empty(len(points))
+    for side in (True, False):
+        ys, xs = np.nonzero(mask != side)
+        others = np.stack([xs, ys], 1).astype(float)
+        chosen = inside == side
+        d = np.linalg.norm(points[chosen][:, None] - others[None], axis=-1).min(1) - 0.5
+        result[chosen] = -d if side else d
+    return result
 
 
-def test_outside_distance_is_the_brute_force_distance_to_the_mask():
+def test_edge_distance_is_the_brute_force_signed_distance_and_zero_on_a_straight_edge():
     mask = _blob_mask()
     height, width = mask.shape
     pixels = np.stack(np.meshgrid(np.arange(width), np.arange(height)), -1).reshape(-1, 2).astype(float)
-    expected = _brute_outside(mask, pixels).reshape(height, width)
-    np.testing.assert_allclose(outside_distance(mask), expected, atol=1e-4)  # float32 output of an exact transform
-    assert not outside_distance(np.zeros((4, 5), bool)).any()
+    expected = _brute_edge(mask, pixels).reshape(height, width)
+    np.testing.assert_allclose(edge_distance(mask), expected, atol=1e-4)  # float32 output of an exact transform
+    assert not edge_distance(np.zeros((4, 5), bool)).any()
+    half = np.zeros((6, 8), bool)
+    half[:, :3] = True  # the edge is the line x = 2.5
+    field = torch.tensor(edge_distance(half))[None].double()
+    on_edge = torch.tensor([[[2.5, 1.0], [2.5, 3.3], [2.5, 4.7]]], dtype=torch.float64)
+    torch.testing.assert_close(sample_field(field, on_edge), torch.zeros(1, 3, dtype=torch.float64))
+    torch.testing.assert_close(sample_field(field, on_edge + torch.tensor([1.2, 0.0])),
+                               torch.full((1, 3), 1.2, dtype=torch.float64))
 
 
 def test_sample_field_is_bilinear_interpolation_with_its_gradient():
@@ -69,23 +85,24 @@ def test_target_outside_penalty_matches_brute_force_distance_in_a_crop():
     for k, mask in enumerate(masks):
         pixels = rng.integers(0, [31, 23], size=(40, 2)).astype(float)
         ours = target.outside_at(torch.tensor(pixels)[None].expand(2, -1, -1))[k].numpy()
-        box_lo, box_hi = target.origin[k].numpy(), target.origin[k].numpy() + np.array(target.outside.shape[:0:-1]) - 1
+        box_lo, box_hi = target.origin[k].numpy(), target.origin[k].numpy() + np.array(target.edge.shape[:0:-1]) - 1
         inside_crop = np.all((pixels >= box_lo) & (pixels <= box_hi), axis=1)
         assert inside_crop.sum() > 20
-        np.testing.assert_allclose(ours[inside_crop], _brute_outside(mask, pixels[inside_crop]), atol=1e-4)
-        between = rng.uniform(target.origin[k].numpy() + 1, box_hi - 1, size=(40, 2))
-        # the distance is 1-Lipschitz, so its bilinear interpolation stays within half a pixel diagonal of it
-        error = target.outside_at(torch.tensor(between)[None].expand(2, -1, -1))[k].numpy() - _brute_outside(mask,
-                                                                                                              between)
-        assert np.abs(error).max() < np.sqrt(0.5)
+        np.testing.assert_allclose(ours[inside_crop], np.maximum(_brute_edge(mask, pixels[inside_crop]), 0), atol=1e-4)
+        assert (ours[inside_crop] > 0).any() and (ours[inside_crop] == 0).any()
 
 
 def test_outline_points_lie_on_the_mask_border_and_silhouette_vertices_on_a_grids_border():
     mask = _blob_mask()
-    points = outline_points(mask, 1000).astype(int)
-    eroded = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    assert mask[points[:, 1], points[:, 0]].all() and not eroded[points[:, 1], points[:, 0]].any()
+    points = outline_points(mask, 1000)
+    sides = {(x + 0.5, float(y)) for y, x in zip(*np.nonzero(mask[:, :-1] != mask[:, 1:]))}
+    sides |= {(float(x), y + 0.5) for y, x in zip(*np.nonzero(mask[:-1] != mask[1:]))}
+    assert sorted(map(tuple, points)) == sorted(sides)  # every side between a mask pixel and another, once
     assert len(outline_points(mask, 10)) == 10
+    border = np.zeros((5, 6), bool)
+    border[:3, :2] = True  # a corner of the image: its sides on the image border are not edges
+    assert sorted(map(tuple, outline_points(border, 100))) == [(0.0, 2.5), (1.0, 2.5), (1.5, 0.0), (1.5, 1.0),
+                                                               (1.5, 2.0)]
     # a 6 x 5 grid of vertices, 6 px apart, two triangles per cell: the outline vertices are its border
     xs, ys = np.meshgrid(np.arange(6), np.arange(5))
     uv = np.stack([10 + 6 * xs, 8 + 6 * ys], -1).reshape(-1, 2).astype(float)

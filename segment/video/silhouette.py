@@ -3,12 +3,16 @@
 Two one-way terms tie the projected hand mesh to a mask of the frame (segment.video.fit uses both):
 
 - inside: every projected vertex must fall inside the mask (the mask of a hand is the union of its projected
-  triangles, so this holds for hidden vertices too): the mask's outside distance transform, sampled bilinearly at the
-  projections (`sample_field`), is the penalty;
+  triangles, so this holds for hidden vertices too): the mask's signed distance to its edge, sampled bilinearly at the
+  projections (`sample_field`), is the penalty where positive;
 - coverage: every point of the mask's outline must lie on the projected mesh's outline: its distance to the nearest
   *silhouette vertex* (a vertex on the outline of the projected mesh, found by filling the projected triangles:
   `silhouette_vertices`) is the penalty, a one-way chamfer whose matches are chosen without gradient
   (`outline_distances`).
+
+Both measure to the mask's edge, the boundary between its pixels and the others (where a mask made by coverage,
+`segment.masks.fill_triangles`, has the projected outline), not to the centres of its outermost pixels, which lie
+half a pixel inside it on average.
 
 Pixel coordinates are OpenCV's: integers at pixel centres, x to the right, y down.
 """
@@ -24,7 +28,7 @@ from torch import Tensor
 
 from segment.masks import fill_triangles
 
-__all__ = ["SilhouetteTarget", "silhouette_target", "outside_distance", "sample_field", "outline_points",
+__all__ = ["SilhouetteTarget", "silhouette_target", "edge_distance", "sample_field", "outline_points",
            "silhouette_vertices", "pad_indices", "outline_distances"]
 
 
@@ -32,7 +36,7 @@ __all__ = ["SilhouetteTarget", "silhouette_target", "outside_distance", "sample_
 class SilhouetteTarget:
     """The hand masks of N frames, as the fit reads them."""
 
-    outside: Tensor  # (N, h, w) px: each mask's outside distance transform in a crop of one size around the hand
+    edge: Tensor  # (N, h, w) px: each mask's `edge_distance` in a crop of one size around the hand
     origin: Tensor  # (N, 2) px: the image position (x, y) of each crop's pixel (0, 0)
     outline: Tensor  # (N, P, 2) px: points on each mask's outline, padded
     outline_valid: Tensor  # (N, P) bool
@@ -40,8 +44,9 @@ class SilhouetteTarget:
     height: int
 
     def outside_at(self, uv: Tensor) -> Tensor:
-        """(N, Q, 2) px image positions -> (N, Q) px distance outside the mask (border values beyond the crop)."""
-        return sample_field(self.outside, uv - self.origin[:, None].to(uv.dtype))
+        """(N, Q, 2) px image positions -> (N, Q) px distance outside the mask's edge, 0 inside (border values
+        beyond the crop)."""
+        return sample_field(self.edge, uv - self.origin[:, None].to(uv.dtype)).clamp_min(0)
 
 
 def silhouette_target(masks: list[np.ndarray], *, max_points: int = 256, margin: float = 0.3) -> SilhouetteTarget:
@@ -66,7 +71,7 @@ def silhouette_target(masks: list[np.ndarray], *, max_points: int = 256, margin:
         canvas = np.zeros((height + 2 * pad, width + 2 * pad), np.uint8)
         canvas[pad:pad + height, pad:pad + width] = np.asarray(mask) > 0
         (x0, y0) = origin[k] + pad
-        crops[k] = outside_distance(canvas)[y0:y0 + size[1], x0:x0 + size[0]]
+        crops[k] = edge_distance(canvas)[y0:y0 + size[1], x0:x0 + size[0]]
     outlines = [outline_points(mask, max_points) for mask in masks]
     count = max(1, max(len(o) for o in outlines))
     outline = np.zeros((len(masks), count, 2))
@@ -77,9 +82,11 @@ def silhouette_target(masks: list[np.ndarray], *, max_points: int = 256, margin:
                             torch.from_numpy(outline), torch.from_numpy(valid), width, height)
 
 
-def outside_distance(mask: np.ndarray) -> np.ndarray:
-    """(H, W) float32 px: for each pixel outside `mask`, the distance from its centre to the nearest mask pixel's
-    centre (exact Euclidean, OpenCV's DIST_MASK_PRECISE); 0 inside. An empty mask gives zeros (no target).
+def edge_distance(mask: np.ndarray) -> np.ndarray:
+    """(H, W) float32 px: the signed distance of each pixel centre to the mask's edge, positive outside: the
+    distance to the nearest pixel centre of the other side (exact Euclidean, OpenCV's DIST_MASK_PRECISE) less half a
+    pixel. Sampled bilinearly it is 0 on an edge along a row or column of pixels, and it is 1-Lipschitz up to that
+    half pixel. An empty mask gives zeros (no target); a full one -0.5 and less.
 
     Args:
         mask: (H, W) bool or 0/255, the hand.
@@ -87,7 +94,9 @@ def outside_distance(mask: np.ndarray) -> np.ndarray:
     inside = np.asarray(mask) > 0
     if not inside.any():
         return np.zeros(inside.shape, np.float32)
-    return cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    outside = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    within = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.where(inside, 0.5 - within, outside - 0.5).astype(np.float32)
 
 
 def sample_field(field: Tensor, uv: Tensor) -> Tensor:
@@ -109,13 +118,26 @@ def sample_field(field: Tensor, uv: Tensor) -> Tensor:
 
 
 def outline_points(mask: np.ndarray, max_points: int) -> np.ndarray:
-    """(P, 2) px: pixels on the mask's outline (outer and hole boundaries, OpenCV contours), at most `max_points`,
-    evenly spaced along the contours; (0, 2) for an empty mask."""
-    inside = (np.asarray(mask) > 0).astype(np.uint8)
-    contours, _ = cv2.findContours(inside, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    """(P, 2) px: points on the mask's edge (outer and hole boundaries): the midpoints of the sides shared by a mask
+    pixel and a 4-neighbour outside it, in the order of OpenCV's contours, at most `max_points`, evenly spaced along
+    them; sides on the image border are not edges (the hand may go on beyond it); (0, 2) for an empty mask."""
+    inside = np.asarray(mask) > 0
+    contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return np.zeros((0, 2))
-    points = np.concatenate([c[:, 0] for c in contours]).astype(float)
+    pixels = np.concatenate([c[:, 0] for c in contours])  # (Q, 2) x, y of the outline's pixels, along the contours
+    height, width = inside.shape
+    points = []
+    for step in ((1, 0), (0, 1), (-1, 0), (0, -1)):
+        neighbour = pixels + step
+        seen = np.all((neighbour >= 0) & (neighbour < [width, height]), axis=1)
+        crack = np.zeros(len(pixels), bool)
+        crack[seen] = ~inside[neighbour[seen, 1], neighbour[seen, 0]]
+        points.append(np.where(crack[:, None], pixels + 0.5 * np.array(step), np.nan))
+    points = np.stack(points, 1).reshape(-1, 2)  # each pixel's sides in contour order
+    points = points[~np.isnan(points[:, 0])]
+    _, first = np.unique(points, axis=0, return_index=True)  # a pixel met twice by the contours gives its sides once
+    points = points[np.sort(first)]
     if len(points) > max_points:
         points = points[np.linspace(0, len(points), max_points, endpoint=False).astype(int)]
     return points
