@@ -1,7 +1,8 @@
 """Frames of a video or an image folder, and the pinhole intrinsics to use for them.
 
 A phone's main camera sees about 69 degrees across the longer image side (26 mm equivalent focal length); that is the
-default field of view when neither --fov nor --focal is given. Frames are written as JPEG files to a work folder as
+default field of view when neither --fov nor --focal is given and the source states no focal length
+(segment.video.metadata: the EXIF 35 mm equivalent of photos, the QuickTime key of iPhone videos). Frames are written as JPEG files to a work folder as
 they are read (every N-th, at most a given count, scaled down so the longer side is at most `max_side` pixels), so a
 long video never sits in memory and a second run reuses what the first wrote.
 """
@@ -19,9 +20,10 @@ from tqdm import tqdm
 
 from smplx.utils.cli import UserError
 from smplx.utils.fileio import atomic_write
+from segment.video.metadata import focal_px_from_35mm
 
-__all__ = ["VideoError", "FrameFile", "PHONE_FOV_DEG", "IMAGE_SUFFIXES", "extract_frames", "intrinsics",
-           "split_train_eval"]
+__all__ = ["VideoError", "FrameFile", "PHONE_FOV_DEG", "IMAGE_SUFFIXES", "image_files", "extract_frames",
+           "intrinsics", "split_train_eval"]
 
 PHONE_FOV_DEG = 69.0  # across the longer side: 26 mm equivalent, a phone's main camera
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -43,10 +45,15 @@ def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files of a folder in frame order (numbers in names compared as numbers)."""
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+
+
 def _source_frames(source: Path):
     """(index, BGR image or None for an undecodable image file) in order."""
     if source.is_dir():
-        files = sorted((p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+        files = image_files(source)
         if not files:
             raise VideoError(f"{source} holds no images ({', '.join(IMAGE_SUFFIXES)}); give a video file or a folder "
                              "of frames")
@@ -116,14 +123,16 @@ def extract_frames(source: str | Path, folder: str | Path, *, every: int = 1, ma
 
 
 def intrinsics(width: int, height: int, *, fov_deg: float | None = None, focal_px: float | None = None,
-               scale: float = 1.0) -> tuple[float, tuple[float, float], str]:
+               scale: float = 1.0, stated: tuple[float, str] | None = None) -> tuple[float, tuple[float, float], str]:
     """Focal length and principal point of the written frames, and a sentence saying where they came from.
 
     Args:
         width, height: written frame size, px.
-        fov_deg: field of view across the longer side, degrees (default PHONE_FOV_DEG).
+        fov_deg: field of view across the longer side, degrees.
         focal_px: focal length in pixels of the *source* frames (before scaling); wins over fov_deg.
         scale: source-to-written pixel scale from `extract_frames`.
+        stated: the source's 35 mm equivalent focal length and where it was read (segment.video.metadata), used
+            when neither focal_px nor fov_deg is given; without any of them, PHONE_FOV_DEG.
 
     Returns:
         (focal px, (cx, cy) px, description); the principal point is the image centre (OpenCV convention).
@@ -135,11 +144,16 @@ def intrinsics(width: int, height: int, *, fov_deg: float | None = None, focal_p
         if focal_px <= 0:
             raise VideoError(f"--focal {focal_px} must be positive (pixels)")
         return focal_px * scale, principal, f"focal {focal_px:g} px (--focal) x scale {scale:.4g}"
+    if fov_deg is None and stated is not None:
+        focal = focal_px_from_35mm(stated[0], width, height)
+        return focal, principal, (f"focal {focal:.1f} px from a {stated[0]:g} mm equivalent focal length ({stated[1]}; "
+                                  "pass --fov or --focal to override)")
     fov = PHONE_FOV_DEG if fov_deg is None else fov_deg
     if not 1 <= fov <= 170:
         raise VideoError(f"--fov {fov} must be a field of view in degrees, between 1 and 170")
     focal = (max(width, height) / 2) / math.tan(math.radians(fov) / 2)
-    origin = "--fov" if fov_deg is not None else "default: a phone's main camera; pass --fov or --focal if known"
+    origin = "--fov" if fov_deg is not None else ("default: a phone's main camera; the source states no focal length; "
+                                                  "pass --fov or --focal if known")
     return focal, principal, f"focal {focal:.1f} px from a {fov:g} degree field of view across the longer side ({origin})"
 
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import smplx
 from smplx.utils.cli import cli_main, finite_float
@@ -33,8 +32,9 @@ from smplx.utils.fileio import atomic_write
 from segment.annotations import MIN_BOX_PX, box_ok
 from segment.interhand import HAND_TYPES
 from segment.video.fit import FitSettings, HandFit, fit_hand
-from segment.video.frames import VideoError, extract_frames, intrinsics, split_train_eval
+from segment.video.frames import VideoError, extract_frames, image_files, intrinsics, split_train_eval
 from segment.video.keypoints import detect_keypoints
+from segment.video.metadata import focal_35mm
 from segment.video.silhouette import silhouette_target
 from segment.video.writer import VideoFrame, grabcut_masks, write_capture
 
@@ -51,7 +51,8 @@ class PrepareSettings:
     """The options of `python -m segment.video.prepare` (its --help says more)."""
 
     hand: str = "right"  # the hand filmed
-    fov: float | None = None  # degrees across the longer side (None and no focal: PHONE_FOV_DEG)
+    fov: float | None = None  # degrees across the longer side (None and no focal: the source's stated focal length,
+    # else PHONE_FOV_DEG)
     focal: float | None = None  # px of the source frames
     every: int = 1  # keep every N-th frame
     max_frames: int | None = None  # stop after this many kept frames
@@ -120,8 +121,10 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
             raise VideoError(f"{source} gave {len(frames)} frames (--every {settings.every}); at least "
                              f"{MIN_TRAIN_FRAMES} are needed: give a longer video or a smaller --every")
         width, height = frames[0].width, frames[0].height
+        stated = None if settings.fov is not None or settings.focal is not None else focal_35mm(
+            source, image_files(Path(source)) if Path(source).is_dir() else None)
         focal, principal, camera_text = intrinsics(width, height, fov_deg=settings.fov, focal_px=settings.focal,
-                                                   scale=scale)
+                                                   scale=scale, stated=stated)
 
     with _timed("keypoints", timings, cpu_timings):
         keypoints = detect_keypoints([f.path for f in frames], work / "keypoints.npz")
@@ -202,8 +205,9 @@ def _parse(argv):
     parser.add_argument("--out", type=Path, required=True, help="dataset root to write, e.g. data/mine")
     parser.add_argument("--hand", default="right", choices=HAND_TYPES, help="the hand filmed (default: right)")
     camera = parser.add_mutually_exclusive_group()
-    camera.add_argument("--fov", type=finite_float, help="field of view across the longer side, degrees (default 69: a "
-                                                  "phone's main camera)")
+    camera.add_argument("--fov", type=finite_float, help="field of view across the longer side, degrees (default: the "
+                        "35 mm equivalent focal length the photos' EXIF or an iPhone video states, else 69: a "
+                        "phone's main camera)")
     camera.add_argument("--focal", type=finite_float, help="focal length of the source frames, px")
     parser.add_argument("--every", type=int, default=1, help="keep every N-th frame (default 1)")
     parser.add_argument("--max-frames", type=int, help="stop after this many kept frames")

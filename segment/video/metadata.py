@@ -1,0 +1,173 @@
+"""The camera's focal length as the source file states it: a phone's 35 mm equivalent focal length.
+
+- Image folders: the EXIF tag FocalLengthIn35mmFilm (0xA405, in the Exif IFD) of the first image that has it (phones
+  write it in every photo).
+- Videos: the QuickTime metadata key `com.apple.quicktime.camera.focal_length.35mm_equivalent` (iPhones write it in
+  `moov/meta`, as a `keys` entry with its value in `ilst`); other videos (most Android phones, screen recordings,
+  re-encoded files) carry no focal length, and the default field of view applies.
+
+A 35 mm equivalent focal length f gives the field of view that f would give across the 43.27 mm diagonal of a
+36 x 24 mm frame, so a frame of W x H pixels has the focal length f / 43.27 * sqrt(W^2 + H^2) pixels
+(`focal_px_from_35mm`). Only the start of an image and the `moov` box of a video are read, never the whole file.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["focal_35mm", "focal_px_from_35mm", "FILM_DIAGONAL_MM", "QUICKTIME_FOCAL_KEY"]
+
+FILM_DIAGONAL_MM = math.hypot(36.0, 24.0)
+QUICKTIME_FOCAL_KEY = "com.apple.quicktime.camera.focal_length.35mm_equivalent"
+_EXIF_IFD, _FOCAL_35MM_TAG = 0x8769, 0xA405
+_MAX_MOOV_BYTES = 64 << 20  # a moov box larger than this is not read (an hour of video has a few MB)
+
+
+def focal_px_from_35mm(focal_mm: float, width: int, height: int) -> float:
+    """Focal length in pixels of a `width` x `height` frame from a 35 mm equivalent focal length (diagonal)."""
+    return focal_mm / FILM_DIAGONAL_MM * math.hypot(width, height)
+
+
+def focal_35mm(source: str | Path, images: list[Path] | None = None) -> tuple[float, str] | None:
+    """The 35 mm equivalent focal length the source states, and where it was read; None when it states none.
+
+    Args:
+        source: a video file or a folder of images.
+        images: for a folder, its image files in order (the first with the tag is used).
+    """
+    source = Path(source)
+    if source.is_dir():
+        for path in images or []:
+            focal = _exif_focal_35mm(path)
+            if focal is not None:
+                return focal, f"EXIF FocalLengthIn35mmFilm of {path.name}"
+        return None
+    focal = _quicktime_focal_35mm(source)
+    return None if focal is None else (focal, f"the video's QuickTime key {QUICKTIME_FOCAL_KEY}")
+
+
+def _exif_focal_35mm(path: Path) -> float | None:
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get_ifd(_EXIF_IFD).get(_FOCAL_35MM_TAG)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):  # unreadable images are counted elsewhere
+        return None
+    return _positive(value)
+
+
+def _positive(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None):
+    """(type, payload start, payload end) of the ISO base media boxes in data[start:end]; stops at a damaged one."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        header = 8
+        if size == 1:
+            if pos + 16 > end:
+                return
+            size, header = struct.unpack(">Q", data[pos + 8:pos + 16])[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            return
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _read_moov(path: Path) -> bytes | None:
+    """The payload of the file's top-level moov box, or None."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            length = f.tell()
+            pos = 0
+            while pos + 8 <= length:
+                f.seek(pos)
+                header = f.read(16)
+                if len(header) < 8:
+                    return None
+                size, kind = struct.unpack(">I4s", header[:8])
+                skip = 8
+                if size == 1:
+                    if len(header) < 16:
+                        return None
+                    size, skip = struct.unpack(">Q", header[8:16])[0], 16
+                elif size == 0:
+                    size = length - pos
+                if size < skip:
+                    return None
+                if kind == b"moov":
+                    if size - skip > _MAX_MOOV_BYTES:
+                        return None
+                    f.seek(pos + skip)
+                    return f.read(size - skip)
+                pos += size
+    except OSError:
+        return None
+    return None
+
+
+def _quicktime_focal_35mm(path: Path) -> float | None:
+    moov = _read_moov(path)
+    if moov is None:
+        return None
+    metas = [(s, e) for kind, s, e in _boxes(moov) if kind == b"meta"]
+    for kind, s, e in _boxes(moov):  # some writers put the keyed metadata under udta
+        if kind == b"udta":
+            metas += [(s2, e2) for kind2, s2, e2 in _boxes(moov, s, e) if kind2 == b"meta"]
+    for start, end in metas:
+        if moov[start + 4:start + 8] != b"hdlr":  # the ISO form of meta has a version and flags first
+            start += 4
+        children = {kind: (s, e) for kind, s, e in _boxes(moov, start, end)}
+        if b"keys" not in children or b"ilst" not in children:
+            continue
+        keys = _keys(moov, *children[b"keys"])
+        if QUICKTIME_FOCAL_KEY not in keys:
+            continue
+        wanted = keys.index(QUICKTIME_FOCAL_KEY) + 1  # ilst items are named by the 1-based key index
+        for kind, s, e in _boxes(moov, *children[b"ilst"]):
+            if struct.unpack(">I", kind)[0] == wanted:
+                for data_kind, ds, de in _boxes(moov, s, e):
+                    if data_kind == b"data":
+                        return _positive(_data_value(moov[ds:de]))
+    return None
+
+
+def _keys(data: bytes, start: int, end: int) -> list[str]:
+    """The key names of a QuickTime `keys` box, in order."""
+    names, pos = [], start + 8  # version and flags, then the entry count
+    while pos + 8 <= end:
+        size = struct.unpack(">I", data[pos:pos + 4])[0]
+        if size < 8 or pos + size > end:
+            break
+        names.append(data[pos + 8:pos + size].decode("utf-8", "replace"))
+        pos += size
+    return names
+
+
+def _data_value(payload: bytes):
+    """The value of a QuickTime `data` box (its payload): UTF-8 text, a big-endian float or integer."""
+    if len(payload) < 8:
+        return None
+    kind, value = struct.unpack(">I", payload[:4])[0] & 0xFFFFFF, payload[8:]
+    if kind == 1:
+        return value.decode("utf-8", "replace").strip()
+    if kind == 23 and len(value) == 4:
+        return struct.unpack(">f", value)[0]
+    if kind == 24 and len(value) == 8:
+        return struct.unpack(">d", value)[0]
+    if kind in (21, 22) and len(value) in (1, 2, 4, 8):
+        return int.from_bytes(value, "big", signed=kind == 21)
+    return None
