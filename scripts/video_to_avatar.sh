@@ -4,8 +4,9 @@
 # Usage: scripts/video_to_avatar.sh VIDEO|IMAGE_DIR --out data/mine [--name mine] [--hand right|left]
 #        [--fov DEG | --focal PX] [--every N] [--max-frames N] [key.sub=value ...]
 # Stages: prepare (scripts/prepare_video.sh), the shared pretraining of `make demo` (open hand, LBS weights,
-# PairOF: python -m handavatar.demo --only ...), the annotation cache, avatar training and validation on the held-out
-# end of the video, free-pose and free-view videos (configs/synthetic/demo.yaml; key.sub=value overrides it).
+# PairOF: python -m handavatar.demo --only ...; for --hand left the left hand's own, with the demo's settings, in
+# smplx/out/demo_lbs_left and pairof/out/demo_left), the annotation cache, avatar training and validation on the
+# held-out end of the video, free-pose and free-view videos (configs/synthetic/demo.yaml; key.sub=value overrides it).
 # Outputs: <out>/ (the capture) and handavatar/out/handavatar/<name>/ (checkpoint, val/, freepose/, freeview/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,7 +29,6 @@ cd "$ROOT"
 PY=.venv/bin/python; [ -x "$PY" ] || PY=python3
 CONFIG=configs/synthetic/demo.yaml
 EXPERIMENT="handavatar/out/handavatar/$NAME"
-SETTINGS=("data.root=$OUT" "data.hand=$HAND" "experiment=$NAME" "${OVERRIDES[@]}")
 SEQ=test/Capture0
 
 stage() {  # stage NAME OUTPUT COMMAND...: run COMMAND unless OUTPUT exists
@@ -39,9 +39,21 @@ stage() {  # stage NAME OUTPUT COMMAND...: run COMMAND unless OUTPUT exists
 }
 
 stage prepare "$OUT/video/prepare.json" scripts/prepare_video.sh "$SOURCE" --out "$OUT" "${PREPARE[@]}"
-for shared in open_hand lbs pairof; do  # the demo's own up-to-date checks decide whether they run
-  echo "== $shared (shared with make demo)"; "$PY" -m handavatar.demo --only "$shared"
-done
+PRETRAINED=()
+if [ "$HAND" = right ]; then
+  for shared in open_hand lbs pairof; do  # the demo's own up-to-date checks decide whether they run
+    echo "== $shared (shared with make demo)"; "$PY" -m handavatar.demo --only "$shared"
+  done
+else  # the demo pretrains for the right hand: the left hand gets its own skinning weights and PairOF
+  echo "== open_hand (shared with make demo)"; "$PY" -m handavatar.demo --only open_hand
+  LBS_LEFT=smplx/out/demo_lbs_left/lbs_weights.pth PAIROF_LEFT=pairof/out/demo_left/pairof.ckpt
+  stage "lbs (left hand)" "$LBS_LEFT" scripts/train_lbs.sh configs/lbs/demo.yaml model.is_rhand=false \
+    name=demo_lbs_left publish=false
+  stage "pairof (left hand)" "$PAIROF_LEFT" scripts/train_pairof.sh configs/pairof/demo.yaml model.is_rhand=false \
+    "model.lbs_weights=$LBS_LEFT" name=demo_left publish=false
+  PRETRAINED=("smpl_cfg.lbs_weights=$LBS_LEFT" "smpl_cfg.pairof=$PAIROF_LEFT")
+fi
+SETTINGS=("data.root=$OUT" "data.hand=$HAND" "experiment=$NAME" "${PRETRAINED[@]}" "${OVERRIDES[@]}")
 stage cache "$OUT/InterHand2.6M_5fps_batch1/preprocess/$SEQ/ROM03_RT_No_Occlusion/anno_$HAND.npz" \
   "$PY" -m segment.preprocess --root "$OUT" --subject "$SEQ/ROM04_RT_Occlusion" \
   --subject "$SEQ/ROM03_RT_No_Occlusion" --hand "$HAND"

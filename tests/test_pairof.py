@@ -223,6 +223,16 @@ def test_pretraining_command_checkpoint_and_resume(tmp_path, capsys):
         load_pairof(out / "pairof.ckpt", hd)
     with pytest.raises(FileNotFoundError, match="train_pairof.sh"):
         load_pairof(out / "missing.ckpt", hd)
+    left = smplx.subdivide(smplx.create("open_hand", is_rhand=False, **OPTIONS), 1)
+    with pytest.raises(ValueError, match="pretrained for the right hand, but this hand is the left one"):
+        load_pairof(out / "pairof.ckpt", left)
+    with torch.no_grad():  # the right hand's weights in the left hand's vertex order: only the triangles tell
+        left.lbs_weights.copy_(torch.roll(hd.lbs_weights, -1, dims=1))
+    del saved["model"]  # a checkpoint that does not say its hand
+    torch.save(saved, out / "unsided.ckpt")
+    with pytest.raises(ValueError, match="another mesh"):
+        load_pairof(out / "unsided.ckpt", left)
+    assert load_pairof(out / "unsided.ckpt", smplx.subdivide(smplx.create("open_hand", **OPTIONS), 1))
 
 
 _TINY_RUN = ["model.path=open_hand", "model.levels=1", "model.lbs_weights=", "field.part_samples=32",
