@@ -2,9 +2,9 @@
 
 A phone's main camera sees about 69 degrees across the longer image side (26 mm equivalent focal length); that is the
 default field of view when neither --fov nor --focal is given and the source states no focal length
-(segment.video.metadata: the EXIF 35 mm equivalent of photos, the QuickTime key of iPhone videos). Frames are written as JPEG files to a work folder as
-they are read (every N-th, at most a given count, scaled down so the longer side is at most `max_side` pixels), so a
-long video never sits in memory and a second run reuses what the first wrote.
+(segment.video.metadata: the EXIF 35 mm equivalent of photos, the QuickTime key of iPhone videos). Frames are written
+as JPEG files to a work folder as they are read (every N-th, at most a given count, scaled down so the longer side is
+at most `max_side` pixels), so a long video never sits in memory and a second run reuses what the first wrote.
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ def intrinsics(width: int, height: int, *, fov_deg: float | None = None, focal_p
     focal = (max(width, height) / 2) / math.tan(math.radians(fov) / 2)
     origin = "--fov" if fov_deg is not None else ("default: a phone's main camera; the source states no focal length; "
                                                   "pass --fov or --focal if known")
-    return focal, principal, f"focal {focal:.1f} px from a {fov:g} degree field of view across the longer side ({origin})"
+    return focal, principal, (f"focal {focal:.1f} px from a {fov:g} degree field of view across the longer side "
+                              f"({origin})")
 
 
 def split_train_eval(count: int, eval_fraction: float) -> np.ndarray:
