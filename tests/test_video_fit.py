@@ -180,3 +180,13 @@ def test_select_counts_drops_and_refuses_the_other_hand():
         _select(_keypoints(["left"] * 6 + ["right"]), "right", 7)
     with pytest.raises(VideoError, match="at least 5"):
         _select(_keypoints(["right"] * 3 + [""] * 5), "right", 8)
+
+
+def test_backgrounds_are_fixed_pictures_and_unknown_ones_are_refused():
+    from segment.video.evaluate import background_image
+    for kind in ("clutter", "wood"):
+        image = background_image(kind, 40, 30)
+        assert image.shape == (30, 40, 3) and 0 <= image.min() and image.max() <= 255 and image.std() > 5
+        np.testing.assert_array_equal(image, background_image(kind, 40, 30))  # the same for every frame and run
+    with pytest.raises(VideoError, match="not one of"):
+        background_image("beach", 40, 30)

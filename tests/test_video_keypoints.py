@@ -99,3 +99,21 @@ def test_evaluate_scores_a_synthetic_capture_as_a_video(extra, synthetic_capture
     assert result["tail"]["tail_frames"] == int((per_frame > 12).sum())
     assert result["tail"]["mean"] == pytest.approx(per_frame.mean(), abs=0.02)
     assert set(result["cpu_seconds"]) == set(result["seconds"]) and result["cpu_seconds"]["fit"] > 0
+
+
+def test_evaluate_on_a_wood_background(extra, synthetic_capture, tmp_path):
+    from segment.video.evaluate import background_image, evaluate_on_synthetic
+    result = evaluate_on_synthetic(synthetic_capture, tmp_path / "eval", background="wood", progress=False)
+    assert result["frames"] == 7 and result["mask_iou_mean"] > 0.85  # loose for 7 frames on a skin-coloured table
+    paths, records = _clip(synthetic_capture)
+    frame = cv2.imread(str(tmp_path / "eval" / "video" / "source" / "00000.jpg")).astype(float)
+    mask = cv2.imread(str(tree_path(synthetic_capture, "masks_removeblack", "test", records[0].file_name, ".png")),
+                      cv2.IMREAD_GRAYSCALE) > 0
+    kernel = np.ones((5, 5), np.uint8)
+    hand = cv2.erode(mask.astype(np.uint8), kernel) > 0
+    away = cv2.dilate(mask.astype(np.uint8), kernel) == 0
+    assert np.abs(frame[hand] - cv2.imread(str(paths[0])).astype(float)[hand]).mean() < 3  # JPEG's error
+    backdrop = background_image("wood", frame.shape[1], frame.shape[0])
+    assert np.abs(frame[away] - backdrop[away]).mean() < 4
+    with pytest.raises(VideoError, match="prepared with --background wood, not none"):
+        evaluate_on_synthetic(synthetic_capture, tmp_path / "eval", progress=False)

@@ -2,8 +2,10 @@
 and only used to score it.
 
     python -m segment.video.evaluate --truth data/synthetic --out out/video_eval [--camera 400262]
+        [--background none|clutter|wood]
 
-Writes the chosen camera's images of both sequences (training, then held-out) as a folder of frames, prepares it
+Writes the chosen camera's images of both sequences (training, then held-out) as a folder of frames (with
+--background, the hand composited by its true mask onto a cluttered desk or a skin-coloured wood grain), prepares it
 with the capture's true focal length and the held-out part set to the capture's held-out sequence
 (python -m segment.video.prepare), then prints and writes
 <out>/video/evaluation.json: the keypoint detection rate, the 2D error of the fitted joints against the true
@@ -27,7 +29,7 @@ import cv2
 import numpy as np
 
 from smplx.utils.cli import cli_main
-from smplx.utils.fileio import write_csv
+from smplx.utils.fileio import atomic_write, write_csv
 from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import INTERHAND_TO_MANO, MASK_TREE, project, tree_path, world_to_camera
 from segment.masks import fill_triangles
@@ -39,9 +41,10 @@ from segment.video.metrics import error_tail, mask_iou, mpjpe, pa_mpjpe, pixel_e
 from segment.video.prepare import PrepareSettings, prepare_video
 from segment.video.writer import CAMERA, CAPTURE, EVAL_SEQ, SPLIT, TRAIN_SEQ
 
-__all__ = ["evaluate_on_synthetic", "TUNE_EVERY"]
+__all__ = ["evaluate_on_synthetic", "background_image", "TUNE_EVERY", "BACKGROUNDS"]
 
 TUNE_EVERY = 3  # the fit's weights were chosen on every 3rd training frame
+BACKGROUNDS = ("none", "clutter", "wood")
 
 
 def _fit_figures(joints_mm: np.ndarray, true_cam: np.ndarray, fit_px: np.ndarray, mesh_iou: np.ndarray) -> dict:
@@ -78,17 +81,64 @@ def _truth_records(truth: Path, camera: str | None):
     return records, split, manifest["settings"]["hand"]
 
 
+def background_image(kind: str, width: int, height: int, *, seed: int = 7) -> np.ndarray:
+    """(height, width, 3) float32 BGR in [0, 255]: a backdrop for the hand, the same for every frame.
+
+    'clutter': a desk of 60 shapes of many colours (about a third skin-toned) and thin lines, slightly blurred;
+    'wood': a warm wood grain close to skin colour, the hard case for GrabCut's colour model. Both with 2 % noise.
+    """
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    if kind == "clutter":
+        image = np.stack([0.35 + 0.2 * x, 0.3 + 0.1 * y, 0.25 + 0.15 * (1 - x)], -1).astype(np.float32)
+        for _ in range(60):
+            skin = rng.random() >= 0.7
+            colour = tuple(float(c) for c in (np.array([0.55, 0.65, 0.85]) * rng.uniform(0.7, 1.1) if skin
+                                              else rng.uniform(0, 1, 3)))
+            corner = rng.integers(0, [width, height], 2)
+            if rng.random() < 0.5:
+                cv2.rectangle(image, tuple(map(int, corner)), tuple(map(int, corner + rng.integers(10, 120, 2))),
+                              colour, -1)
+            else:
+                cv2.ellipse(image, tuple(map(int, corner)), tuple(map(int, rng.integers(5, 60, 2))),
+                            float(rng.uniform(0, 180)), 0, 360, colour, -1)
+            if rng.random() < 0.3:
+                cv2.line(image, tuple(map(int, rng.integers(0, [width, height], 2))),
+                         tuple(map(int, rng.integers(0, [width, height], 2))), colour, int(rng.integers(1, 4)))
+        image = cv2.GaussianBlur(image, (0, 0), 1.5)
+    elif kind == "wood":
+        grain = np.sin(40 * (y + 0.05 * np.sin(9 * x))) * 0.5 + 0.5
+        image = np.stack([0.35 + 0.1 * grain, 0.5 + 0.12 * grain, 0.68 + 0.1 * grain], -1)
+    else:
+        raise VideoError(f"--background {kind!r} is not one of {BACKGROUNDS}")
+    return (255 * np.clip(image + rng.normal(0, 0.02, image.shape), 0, 1)).astype(np.float32)
+
+
 def evaluate_on_synthetic(truth: str | Path, out: str | Path, *, camera: str | None = None, grabcut: bool = True,
-                          mask_rounds: int = 1, progress: bool = True) -> dict:
+                          mask_rounds: int = 1, background: str = "none", progress: bool = True) -> dict:
     """See the module docstring; returns the numbers written to <out>/video/evaluation.json."""
     truth, out = Path(truth), Path(out)
     records, split, hand = _truth_records(truth, camera)
     frames_dir = out / "video" / "source"
     frames_dir.mkdir(parents=True, exist_ok=True)
+    marker = frames_dir / "background.txt"
+    if marker.is_file() and marker.read_text().strip() != background:
+        raise VideoError(f"{out} was prepared with --background {marker.read_text().strip()}, not {background}: its "
+                         "frames and keypoints would be reused; give another --out")
+    marker.write_text(background + "\n")
+    backdrop = None if background == "none" else background_image(background, records[0].width, records[0].height)
     for k, r in enumerate(records):
-        target = frames_dir / f"{k:05d}.jpg"
-        if not target.exists():
-            target.symlink_to(tree_path(truth, "images", split, r.file_name).resolve())
+        target, image = frames_dir / f"{k:05d}.jpg", tree_path(truth, "images", split, r.file_name)
+        if target.exists() or target.is_symlink():
+            continue
+        if backdrop is None:
+            target.symlink_to(image.resolve())
+            continue
+        mask = cv2.imread(str(tree_path(truth, MASK_TREE, split, r.file_name, ".png")), cv2.IMREAD_GRAYSCALE) > 0
+        alpha = cv2.GaussianBlur(mask.astype(np.float32), (3, 3), 0.6)[..., None]  # the cut softened a little
+        composite = alpha * cv2.imread(str(image), cv2.IMREAD_COLOR) + (1 - alpha) * backdrop
+        encoded = cv2.imencode(".jpg", np.clip(composite, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+        atomic_write(target, lambda f, data=encoded: f.write(data.tobytes()))
     focal = float(records[0].K[0, 0])
     held_out = sum(r.seq_name == SEQUENCES[1][0] for r in records) / len(records)  # the truth's held-out sequence
     summary = prepare_video(frames_dir, out, PrepareSettings(hand=hand, focal=focal, grabcut=grabcut,
@@ -162,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-grabcut", action="store_true", help="masks are the projected mesh only")
     parser.add_argument("--mask-rounds", type=int, default=1, help="GrabCut masks, then the fit refined to them, "
                         "this many times (default 1)")
+    parser.add_argument("--background", choices=BACKGROUNDS, default="none", help="put the hand on a cluttered desk "
+                        "or a skin-coloured wood grain (composited with the true masks) instead of the capture's dark "
+                        "background (default none)")
     args = parser.parse_args(argv)
     result = evaluate_on_synthetic(args.truth, args.out, camera=args.camera, grabcut=not args.no_grabcut,
-                                   mask_rounds=args.mask_rounds)
+                                   mask_rounds=args.mask_rounds, background=args.background)
     print(json.dumps(result, indent=1))
     print(f"wrote {args.out}/video/evaluation.json and {args.out}/video/fit_errors.csv")
     return 0
