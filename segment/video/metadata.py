@@ -67,22 +67,29 @@ def _positive(value) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
+def _box_header(header: bytes, room: int) -> tuple[bytes, int, int] | None:
+    """(type, header length, size) of the box whose first bytes (up to 16) are `header`, with `room` bytes left in
+    its parent; None for a damaged one. A size of 1 means a 64-bit size follows, 0 the rest of the parent."""
+    if len(header) < 8:
+        return None
+    size, kind = struct.unpack(">I4s", header[:8])
+    length = 8
+    if size == 1:
+        if len(header) < 16:
+            return None
+        size, length = struct.unpack(">Q", header[8:16])[0], 16
+    elif size == 0:
+        size = room
+    return None if size < length or size > room else (kind, length, size)
+
+
 def _boxes(data: bytes, start: int = 0, end: int | None = None):
     """(type, payload start, payload end) of the ISO base media boxes in data[start:end]; stops at a damaged one."""
     end = len(data) if end is None else end
     pos = start
-    while pos + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        header = 8
-        if size == 1:
-            if pos + 16 > end:
-                return
-            size, header = struct.unpack(">Q", data[pos + 8:pos + 16])[0], 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            return
-        yield kind, pos + header, pos + size
+    while (box := _box_header(data[pos:min(pos + 16, end)], end - pos)) is not None:
+        kind, length, size = box
+        yield kind, pos + length, pos + size
         pos += size
 
 
@@ -91,32 +98,21 @@ def _read_moov(path: Path) -> bytes | None:
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
-            length = f.tell()
-            pos = 0
-            while pos + 8 <= length:
+            end, pos = f.tell(), 0
+            while True:
                 f.seek(pos)
-                header = f.read(16)
-                if len(header) < 8:
+                box = _box_header(f.read(16), end - pos)
+                if box is None:
                     return None
-                size, kind = struct.unpack(">I4s", header[:8])
-                skip = 8
-                if size == 1:
-                    if len(header) < 16:
-                        return None
-                    size, skip = struct.unpack(">Q", header[8:16])[0], 16
-                elif size == 0:
-                    size = length - pos
-                if size < skip:
-                    return None
+                kind, length, size = box
                 if kind == b"moov":
-                    if size - skip > _MAX_MOOV_BYTES:
+                    if size - length > _MAX_MOOV_BYTES:
                         return None
-                    f.seek(pos + skip)
-                    return f.read(size - skip)
+                    f.seek(pos + length)
+                    return f.read(size - length)
                 pos += size
     except OSError:
         return None
-    return None
 
 
 def _quicktime_focal_35mm(path: Path) -> float | None:
