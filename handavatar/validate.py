@@ -160,23 +160,21 @@ def validate(config, avatar, out_dir: Path, device: torch.device, *, progress: b
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(rows[0])
     write_csv(out_dir / "metrics.csv", names, [[r[n] for n in names] for r in rows])
+    means = {name: float(np.mean([r[name] for r in rows])) for name in names[1:]}
     summary = {"subject": d.eval_subject, "frames": len(rows), "eval_skip": d.eval_skip,
                "protocol": f"paper: whole {d.resolution}x{d.resolution} crop, black background, 8-bit; masked: hand "
                            "pixels only (PSNR, SSIM)",
                "lpips_name": lpips.name, "renderer": avatar.options.renderer,
-               **{name: float(np.mean([r[name] for r in rows])) for name in names[1:]}}
+               **{name: mean for name, mean in means.items() if not name.startswith("refine")}}
     if refine:
         v = config.val
-        summary = {name: value for name, value in summary.items() if not name.startswith("refine")}
         summary["refined"] = {
             "protocol": f"test-time pose optimisation (not in the paper): {v.refine_steps} Adam steps (lr "
                         f"{v.refine_lr}, L2 prior {v.refine_prior}) of each held-out frame's global rotation and "
                         f"translation{' and finger joints' if v.refine_fingers else ''} against its image, the avatar "
                         "frozen; then the paper protocol",
-            **{name[len("refined_"):]: float(np.mean([r[name] for r in rows])) for name in names
-               if name.startswith("refined_")},
-            **{f"mean_{name}": float(np.mean([r[name] for r in rows])) for name in names
-               if name.startswith("refine_")}}
+            **{name[len("refined_"):]: mean for name, mean in means.items() if name.startswith("refined_")},
+            **{f"mean_{name}": mean for name, mean in means.items() if name.startswith("refine_")}}
     if synthetic:
         summary["layer_protocol"] = ("albedo_error, shading_error: mean absolute error on hand pixels in [0, 1] after "
                                      "a least-squares scale per channel")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segment.video.frames import PHONE_FOV_DEG, extract_frames, intrinsics
-from segment.video.metadata import QUICKTIME_FOCAL_KEY, focal_35mm, focal_px_from_35mm
+from segment.video.frames import PHONE_FOV_DEG, extract_frames, focal_px_from_35mm, intrinsics
+from segment.video.metadata import QUICKTIME_FOCAL_KEY, focal_35mm
 
 
 def _box(kind: bytes, payload: bytes) -> bytes:
@@ -59,13 +59,12 @@ def test_focal_px_of_a_35mm_equivalent_is_the_focal_across_the_film_diagonal():
 def test_exif_focal_of_the_first_photo_that_states_one(tmp_path):
     Image.new("RGB", (32, 24)).save(tmp_path / "frame1.jpg")  # no EXIF
     (tmp_path / "frame2.jpg").write_bytes(b"not an image")
+    assert focal_35mm(tmp_path) is None
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0xA405] = 26
-    Image.new("RGB", (32, 24)).save(tmp_path / "frame10.jpg", exif=exif)
-    files = [tmp_path / n for n in ("frame1.jpg", "frame2.jpg", "frame10.jpg")]
-    assert focal_35mm(tmp_path, files) == (26.0, "EXIF FocalLengthIn35mmFilm of frame10.jpg")
-    assert focal_35mm(tmp_path, files[:2]) is None
-    focal, _, note = intrinsics(32, 24, stated=focal_35mm(tmp_path, files))
+    Image.new("RGB", (32, 24)).save(tmp_path / "frame10.jpg", exif=exif)  # after frame2 in frame order
+    assert focal_35mm(tmp_path) == (26.0, "EXIF FocalLengthIn35mmFilm of frame10.jpg")
+    focal, _, note = intrinsics(32, 24, stated=focal_35mm(tmp_path))
     assert focal == pytest.approx(26 / math.hypot(36, 24) * math.hypot(32, 24)) and "26 mm equivalent" in note
     assert intrinsics(32, 24, fov_deg=60, stated=(26.0, "x"))[0] == pytest.approx(16 / math.tan(math.radians(30)))
 

@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from smplx.utils.cli import UserError
 from smplx.utils.fileio import atomic_write
-from segment.video.metadata import focal_px_from_35mm
 
-__all__ = ["VideoError", "FrameFile", "PHONE_FOV_DEG", "IMAGE_SUFFIXES", "image_files", "extract_frames",
-           "intrinsics", "split_train_eval"]
+__all__ = ["VideoError", "FrameFile", "PHONE_FOV_DEG", "FILM_DIAGONAL_MM", "IMAGE_SUFFIXES", "image_files",
+           "extract_frames", "focal_px_from_35mm", "intrinsics", "split_train_eval"]
 
 PHONE_FOV_DEG = 69.0  # across the longer side: 26 mm equivalent, a phone's main camera
+FILM_DIAGONAL_MM = math.hypot(36.0, 24.0)  # a 35 mm equivalent focal length is measured across this diagonal
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -120,6 +120,12 @@ def extract_frames(source: str | Path, folder: str | Path, *, every: int = 1, ma
     if bar is not None:
         bar.close()
     return out, scale, unreadable
+
+
+def focal_px_from_35mm(focal_mm: float, width: int, height: int) -> float:
+    """Focal length in pixels of a `width` x `height` frame from a 35 mm equivalent focal length: the one giving the
+    same field of view across the frame's diagonal as `focal_mm` across the 36 x 24 mm frame's."""
+    return focal_mm / FILM_DIAGONAL_MM * math.hypot(width, height)
 
 
 def intrinsics(width: int, height: int, *, fov_deg: float | None = None, focal_px: float | None = None,

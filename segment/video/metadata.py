@@ -6,9 +6,8 @@
   `moov/meta`, as a `keys` entry with its value in `ilst`); other videos (most Android phones, screen recordings,
   re-encoded files) carry no focal length, and the default field of view applies.
 
-A 35 mm equivalent focal length f gives the field of view that f would give across the 43.27 mm diagonal of a
-36 x 24 mm frame, so a frame of W x H pixels has the focal length f / 43.27 * sqrt(W^2 + H^2) pixels
-(`focal_px_from_35mm`). Only the start of an image and the `moov` box of a video are read, never the whole file.
+`segment.video.frames.focal_px_from_35mm` turns it into pixels. Only the start of an image and the `moov` box of a
+video are read, never the whole file.
 """
 
 from __future__ import annotations
@@ -19,29 +18,21 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["focal_35mm", "focal_px_from_35mm", "FILM_DIAGONAL_MM", "QUICKTIME_FOCAL_KEY"]
+from segment.video.frames import image_files
 
-FILM_DIAGONAL_MM = math.hypot(36.0, 24.0)
+__all__ = ["focal_35mm", "QUICKTIME_FOCAL_KEY"]
+
 QUICKTIME_FOCAL_KEY = "com.apple.quicktime.camera.focal_length.35mm_equivalent"
 _EXIF_IFD, _FOCAL_35MM_TAG = 0x8769, 0xA405
 _MAX_MOOV_BYTES = 64 << 20  # a moov box larger than this is not read (an hour of video has a few MB)
 
 
-def focal_px_from_35mm(focal_mm: float, width: int, height: int) -> float:
-    """Focal length in pixels of a `width` x `height` frame from a 35 mm equivalent focal length (diagonal)."""
-    return focal_mm / FILM_DIAGONAL_MM * math.hypot(width, height)
-
-
-def focal_35mm(source: str | Path, images: list[Path] | None = None) -> tuple[float, str] | None:
-    """The 35 mm equivalent focal length the source states, and where it was read; None when it states none.
-
-    Args:
-        source: a video file or a folder of images.
-        images: for a folder, its image files in order (the first with the tag is used).
-    """
+def focal_35mm(source: str | Path) -> tuple[float, str] | None:
+    """The 35 mm equivalent focal length a video file or a folder of images states (a folder: its first image in
+    frame order that has the tag), and where it was read; None when it states none."""
     source = Path(source)
     if source.is_dir():
-        for path in images or []:
+        for path in image_files(source):
             focal = _exif_focal_35mm(path)
             if focal is not None:
                 return focal, f"EXIF FocalLengthIn35mmFilm of {path.name}"

@@ -32,7 +32,7 @@ from smplx.utils.fileio import atomic_write
 from segment.annotations import MIN_BOX_PX, box_ok
 from segment.interhand import HAND_TYPES
 from segment.video.fit import FitSettings, HandFit, fit_hand
-from segment.video.frames import VideoError, extract_frames, image_files, intrinsics, split_train_eval
+from segment.video.frames import VideoError, extract_frames, intrinsics, split_train_eval
 from segment.video.keypoints import detect_keypoints
 from segment.video.metadata import focal_35mm
 from segment.video.silhouette import silhouette_target
@@ -121,8 +121,7 @@ def prepare_video(source: str | Path, out: str | Path, settings: PrepareSettings
             raise VideoError(f"{source} gave {len(frames)} frames (--every {settings.every}); at least "
                              f"{MIN_TRAIN_FRAMES} are needed: give a longer video or a smaller --every")
         width, height = frames[0].width, frames[0].height
-        stated = None if settings.fov is not None or settings.focal is not None else focal_35mm(
-            source, image_files(Path(source)) if Path(source).is_dir() else None)
+        stated = None if settings.fov is not None or settings.focal is not None else focal_35mm(source)
         focal, principal, camera_text = intrinsics(width, height, fov_deg=settings.fov, focal_px=settings.focal,
                                                    scale=scale, stated=stated)
 
