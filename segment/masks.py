@@ -29,12 +29,13 @@ from segment.annotations import SplitAnnotations, Subject
 from segment.interhand import IMAGE_TREE, MASK_TREE, FrameFileError, project, read_rgb, tree_path
 from segment.posing import create_model, pose_hands
 
-__all__ = ["fill_triangles", "remove_black", "make_masks", "mask_fill", "MIN_IMAGE_MAX", "FILLS"]
+__all__ = ["fill_triangles", "fill_fine", "remove_black", "make_masks", "mask_fill", "MIN_IMAGE_MAX", "FILLS"]
 
 MIN_IMAGE_MAX = 20  # an image whose brightest value is below this is treated as dark (reference §6.2, §8)
 
 
 FILLS = ("coverage", "published")
+FINE = 4  # the sub-pixel grid of fill='coverage': FINE x FINE cells per pixel
 
 
 def fill_triangles(pixels: np.ndarray, faces: np.ndarray, width: int, height: int, *, fill: str = "coverage"
@@ -61,13 +62,20 @@ def fill_triangles(pixels: np.ndarray, faces: np.ndarray, width: int, height: in
         return mask
     if fill != "coverage":
         raise ValueError(f"fill {fill!r} is not one of {FILLS}")
-    k = 4
+    k = FINE
+    coverage = fill_fine(pixels, faces, width, height).reshape(height, k, width, k).mean((1, 3))
+    return np.where(coverage >= 0.5, 255, 0).astype(np.uint8)
+
+
+def fill_fine(pixels: np.ndarray, faces: np.ndarray, width: int, height: int, k: int = FINE) -> np.ndarray:
+    """(height * k, width * k) uint8 0/1: every triangle filled by OpenCV on a grid k times finer than the pixels
+    (the fine cell (i, j) has its centre at pixel position ((j + 0.5) / k - 0.5, (i + 0.5) / k - 0.5)); it counts
+    every cell an edge touches as inside. pixels: (V, 2) px; faces: (F, 3)."""
     fine = np.zeros((height * k, width * k), np.uint8)
     fixed = np.round(((np.asarray(pixels) + 0.5) * k - 0.5) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
     for triangle in fixed[faces]:
         cv2.fillConvexPoly(fine, triangle, 1, lineType=cv2.LINE_8, shift=4)
-    coverage = fine.reshape(height, k, width, k).mean((1, 3))
-    return np.where(coverage >= 0.5, 255, 0).astype(np.uint8)
+    return fine
 
 
 def remove_black(mask: np.ndarray, rgb: np.ndarray, *, low: float = 10, high: float = 200) -> np.ndarray:

@@ -9,10 +9,9 @@ sigmoid. The loss adds
 - 3D: the model's centred joints against the metric world landmarks (their shape gives depth and scale);
 - pose and shape priors (angles towards the relaxed hand, scaled by each joint's range; betas towards zero);
 - temporal smoothness of joints and angles between consecutive kept frames;
-- with masks of the frames (a refinement that starts from an earlier fit): every projected mesh vertex inside the
-  mask, and every point of the mask's outline near a vertex on the projected mesh's outline (segment.video.silhouette),
-  both robust, in units of the hand size; outline points matched to the wrist's rim are ignored (the model ends at
-  the wrist, a filmed arm does not).
+- with masks of the frames (a refinement that starts from an earlier fit): the area where the projected mesh and the
+  mask disagree, in squared hand sizes (segment.video.silhouette); the outline along the wrist's seal is left out
+  (the model ends at the wrist, a filmed arm does not).
 
 The rotation and translation start from a Procrustes fit of the palm to the world landmarks and a linear solve of
 the projection; a rigid stage then precedes the full fit.
@@ -32,7 +31,7 @@ from smplx import MANO
 from smplx.hand_pose import JOINT_LIMITS, NAMED_POSES
 from segment.video.correspondence import LANDMARK_WEIGHTS, PALM_LANDMARKS
 from segment.video.landmarks import landmark_layer
-from segment.video.silhouette import SilhouetteTarget, outline_distances, pad_indices, silhouette_vertices
+from segment.video.silhouette import SilhouetteTarget, mask_disagreement, mesh_edges, mesh_outline
 
 _CM = 0.01  # m
 
@@ -44,16 +43,15 @@ class FitSettings:
     rigid_steps: int = 100  # Adam steps on rotation and translation only
     steps: int = 300  # Adam steps on everything
     lr: float = 0.03
+    lr_end: float = 0.0  # when set, the learning rate falls exponentially from `lr` to this over each stage
     robust_sigma: float = 0.2  # Geman-McClure scale of the 2D residual, in hand sizes
     w_2d: float = 1.0
     w_3d: float = 5e-3  # per cm^2 of centred joint distance
     w_pose: float = 0.03  # per squared joint range
     w_shape: float = 1e-3
     w_smooth: float = 1e-3  # per cm^2 of joint motion (plus squared angle change per joint range) between frames
-    w_inside: float = 4.0  # mask: projected vertices outside the mask (mean over vertices)
-    w_cover: float = 4.0  # mask: outline points away from the projected mesh's outline (mean over points)
-    silhouette_sigma: float = 0.1  # Geman-McClure scale of both mask terms, in hand sizes
-    outline_every: int = 10  # steps between choices of the silhouette vertices
+    w_mask: float = 8.0  # masks: area where the projected mesh and the mask disagree, per squared hand size
+    outline_every: int = 10  # steps between finding the projected mesh's outline again
 
 
 @dataclass
@@ -155,11 +153,13 @@ def _gmof(squared: Tensor, sigma: float) -> Tensor:
     return squared / (squared + sigma ** 2)
 
 
-def _optimise(stages, loss_fn, lr: float, bar) -> None:
+def _optimise(stages, loss_fn, lr: float, lr_end: float, bar) -> None:
     """Adam over each (parameters, steps, full) stage in turn."""
     for params, steps, full in stages:
         optimizer = torch.optim.Adam(params, lr=lr)
-        for _ in range(steps):
+        for step in range(steps):
+            if lr_end:
+                optimizer.param_groups[0]["lr"] = lr * (lr_end / lr) ** (step / max(steps - 1, 1))
             optimizer.zero_grad()
             loss = loss_fn(full)
             loss.backward()
@@ -169,7 +169,7 @@ def _optimise(stages, loss_fn, lr: float, bar) -> None:
 
 
 class _MaskLoss:
-    """The two mask terms of the fit (module docstring) for the model's vertices, sealed like the model."""
+    """The mask term of the fit (module docstring) for the model's vertices, sealed like the model."""
 
     def __init__(self, model: MANO, masks: SilhouetteTarget, focal: float, principal: tuple[float, float],
                  hand_size: Tensor, settings: FitSettings):
@@ -177,10 +177,8 @@ class _MaskLoss:
         self.hand_size = hand_size  # (N,) px
         self.seal = model.seal_loop if model.seal else None
         self.faces = model.output_faces.numpy()
-        rim = model.seal_loop.tolist() + [model.v_template.shape[0]] if model.seal else []
-        self.rim = torch.zeros(model.num_vertices, dtype=torch.bool)
-        self.rim[rim] = True
-        self.step, self.silhouette = 0, None
+        self.edges = mesh_edges(self.faces, [model.v_template.shape[0]] if model.seal else [])  # not the seal
+        self.step, self.outline = 0, None
 
     def __call__(self, vertices: Tensor) -> Tensor:
         """vertices: (N, V, 3) the model's unsealed vertices, camera frame, m -> the scalar loss."""
@@ -188,17 +186,10 @@ class _MaskLoss:
             vertices = torch.cat([vertices, vertices[:, self.seal].mean(1, keepdim=True)], 1)
         uv = project_torch(vertices, self.focal, self.principal)  # (N, V', 2)
         if self.step % self.settings.outline_every == 0:
-            pixels = uv.detach().double().numpy()
-            self.silhouette = pad_indices([silhouette_vertices(p, self.faces, self.masks.width, self.masks.height)
-                                           for p in pixels])
+            self.outline = mesh_outline(uv.detach().double().numpy(), self.faces, self.edges)
         self.step += 1
-        sigma, size = self.settings.silhouette_sigma, self.hand_size[:, None]
-        outside = self.masks.outside_at(uv) / size
-        loss = self.settings.w_inside * _gmof(outside ** 2, sigma).mean()
-        squared, nearest = outline_distances(self.masks.outline, self.masks.outline_valid, uv, *self.silhouette)
-        counted = (self.masks.outline_valid & ~self.rim[nearest]).to(uv.dtype)
-        cover = (_gmof(squared / size ** 2, sigma) * counted).sum() / counted.sum().clamp_min(1)
-        return loss + self.settings.w_cover * cover
+        area, _ = mask_disagreement(uv, self.edges, self.masks, self.outline)
+        return self.settings.w_mask * (area / self.hand_size ** 2).mean()
 
 
 def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndarray, *, focal: float,
@@ -217,7 +208,7 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
         offsets_mm: (21, 3) where each landmark lies relative to its model joint (segment.video.landmarks); default
             LANDMARK_OFFSETS_MM, zeros: the landmarks are the model's joints.
         start: an earlier fit of the same frames to start from (no initial solve, no rigid stage).
-        masks: the frames' hand masks (segment.video.silhouette.silhouette_target); the mask terms apply when given.
+        masks: the frames' hand masks (segment.video.silhouette.silhouette_target); the mask term applies when given.
 
     Returns:
         HandFit.
@@ -288,7 +279,7 @@ def fit_hand(model: MANO, uv: np.ndarray, world: np.ndarray, confidence: np.ndar
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: one thread ran ~10x faster than two on a loaded 2-core machine
     try:
-        _optimise(stages, loss_fn, settings.lr, bar)
+        _optimise(stages, loss_fn, settings.lr, settings.lr_end, bar)
     finally:
         torch.set_num_threads(threads)
         bar.close()

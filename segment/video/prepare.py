@@ -43,7 +43,7 @@ __all__ = ["PrepareSettings", "prepare_video", "MIN_TRAIN_FRAMES"]
 MIN_TRAIN_FRAMES = 5  # fewer training frames cannot make an avatar
 MAX_RESIDUAL = 0.08  # a frame whose fitted landmarks miss the keypoints by more than this share of the hand box's
 # diagonal (median over the 21) is dropped
-MASK_FIT = replace(FitSettings(), steps=100)  # the refinement of a fit to the frames' masks
+MASK_FIT = replace(FitSettings(), steps=300, lr_end=1e-3)  # the refinement of a fit to the frames' masks
 
 
 @dataclass(frozen=True)

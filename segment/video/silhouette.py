@@ -1,18 +1,20 @@
-"""The image's hand mask as a differentiable target for the hand fit, without a rasteriser.
+"""The image's hand mask as a differentiable target for the hand fit, without a differentiable rasteriser.
 
-Two one-way terms tie the projected hand mesh to a mask of the frame (segment.video.fit uses both):
+The fit minimises the area where the projected hand mesh and the mask disagree (pixels in one and not the other).
+That area changes only where the projection's outline moves: moving a piece of outline outwards by a small distance
+adds the strip it sweeps to the projection, which adds to the disagreement where the strip lies outside the mask and
+takes from it where inside. So the area's gradient in the projected vertices is an integral along the outline of
+(1 - 2 m) times the outline's outward motion, m the mask's value there (0 outside, 1 inside, linear across its edge),
+as in differentiable renderers that sample edges (Li et al. 2018, "Differentiable Monte Carlo ray tracing through edge
+sampling"). Its minimum is where the projection matches the mask.
 
-- inside: every projected vertex must fall inside the mask (the mask of a hand is the union of its projected
-  triangles, so this holds for hidden vertices too): the mask's signed distance to its edge, sampled bilinearly at the
-  projections (`sample_field`), is the penalty where positive;
-- coverage: every point of the mask's outline must lie on the projected mesh's outline: its distance to the nearest
-  *silhouette vertex* (a vertex on the outline of the projected mesh, found by filling the projected triangles:
-  `silhouette_vertices`) is the penalty, a one-way chamfer whose matches are chosen without gradient
-  (`outline_distances`).
+- `mesh_outline` finds the outline: the mesh filled on a sub-pixel grid, each piece of the filled region's border
+  tied to the mesh edge it lies on (an edge where the projection folds: its two faces on the same side of it).
+- `mask_disagreement` sums (1 - 2 m) times the outward motion over those pieces, each moving with its edge, as a
+  zero-valued term whose gradient is the area's.
 
-Both measure to the mask's edge, the boundary between its pixels and the others (where a mask made by coverage,
-`segment.masks.fill_triangles`, has the projected outline), not to the centres of its outermost pixels, which lie
-half a pixel inside it on average.
+m comes from the mask's signed distance to its edge (`edge_distance`), the boundary between its pixels and the others
+(where a mask made by coverage, `segment.masks.fill_triangles`, has the projected outline).
 
 Pixel coordinates are OpenCV's: integers at pixel centres, x to the right, y down.
 """
@@ -24,12 +26,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 from torch import Tensor
 
-from segment.masks import fill_triangles
+from segment.masks import fill_fine
 
-__all__ = ["SilhouetteTarget", "silhouette_target", "edge_distance", "sample_field", "outline_points",
-           "silhouette_vertices", "pad_indices", "outline_distances"]
+__all__ = ["SilhouetteTarget", "silhouette_target", "edge_distance", "sample_field", "MeshEdges", "mesh_edges",
+           "OutlinePoints", "mesh_outline", "mask_disagreement"]
 
 
 @dataclass
@@ -38,23 +41,19 @@ class SilhouetteTarget:
 
     edge: Tensor  # (N, h, w) px: each mask's `edge_distance` in a crop of one size around the hand
     origin: Tensor  # (N, 2) px: the image position (x, y) of each crop's pixel (0, 0)
-    outline: Tensor  # (N, P, 2) px: points on each mask's outline, padded
-    outline_valid: Tensor  # (N, P) bool
-    width: int  # image size, px
-    height: int
 
-    def outside_at(self, uv: Tensor) -> Tensor:
-        """(N, Q, 2) px image positions -> (N, Q) px distance outside the mask's edge, 0 inside (border values
-        beyond the crop)."""
-        return sample_field(self.edge, uv - self.origin[:, None].to(uv.dtype)).clamp_min(0)
+    def value_at(self, frame: Tensor, xy: Tensor) -> Tensor:
+        """The mask's value (1 inside, 0 outside, linear across its edge) at (P, 2) px image positions of the given
+        (P,) frames (border values beyond the crop)."""
+        local = xy - self.origin[frame].to(xy.dtype)
+        return (0.5 - sample_field(self.edge, frame, local)).clamp(0, 1)
 
 
-def silhouette_target(masks: list[np.ndarray], *, max_points: int = 256, margin: float = 0.3) -> SilhouetteTarget:
+def silhouette_target(masks: list[np.ndarray], *, margin: float = 0.3) -> SilhouetteTarget:
     """SilhouetteTarget of N masks of one size.
 
     Args:
         masks: N (H, W) bool or 0/255 hand masks.
-        max_points: outline points kept per frame (evenly spaced).
         margin: each crop extends the largest mask box by this share of its size on every side.
     """
     height, width = np.asarray(masks[0]).shape
@@ -72,14 +71,7 @@ def silhouette_target(masks: list[np.ndarray], *, max_points: int = 256, margin:
         canvas[pad:pad + height, pad:pad + width] = np.asarray(mask) > 0
         (x0, y0) = origin[k] + pad
         crops[k] = edge_distance(canvas)[y0:y0 + size[1], x0:x0 + size[0]]
-    outlines = [outline_points(mask, max_points) for mask in masks]
-    count = max(1, max(len(o) for o in outlines))
-    outline = np.zeros((len(masks), count, 2))
-    valid = np.zeros((len(masks), count), bool)
-    for k, o in enumerate(outlines):
-        outline[k, :len(o)], valid[k, :len(o)] = o, True
-    return SilhouetteTarget(torch.from_numpy(crops), torch.from_numpy(origin.astype(np.float64)),
-                            torch.from_numpy(outline), torch.from_numpy(valid), width, height)
+    return SilhouetteTarget(torch.from_numpy(crops), torch.from_numpy(origin.astype(np.float64)))
 
 
 def edge_distance(mask: np.ndarray) -> np.ndarray:
@@ -99,115 +91,168 @@ def edge_distance(mask: np.ndarray) -> np.ndarray:
     return np.where(inside, 0.5 - within, outside - 0.5).astype(np.float32)
 
 
-def sample_field(field: Tensor, uv: Tensor) -> Tensor:
-    """Bilinear samples of per-frame images at pixel positions, differentiable in `uv`.
+def sample_field(field: Tensor, frame: Tensor, xy: Tensor) -> Tensor:
+    """Bilinear values of per-frame images at pixel positions.
 
     Args:
         field: (N, H, W) values at pixel centres.
-        uv: (N, P, 2) px positions (x, y); outside the image the border value is used (zero gradient there).
+        frame: (P,) int64, the image of each point.
+        xy: (P, 2) px positions (x, y); beyond the image the border value is used.
 
     Returns:
-        (N, P) sampled values.
+        (P,) sampled values, differentiable in `xy` (zero gradient beyond the image).
     """
-    n, height, width = field.shape
-    scale = uv.new_tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)])
-    grid = (uv * scale - 1.0)[:, :, None, :]  # (N, P, 1, 2) in [-1, 1], align_corners=True: -1 is pixel 0's centre
-    sampled = torch.nn.functional.grid_sample(field[:, None].to(uv.dtype), grid, mode="bilinear",
-                                              padding_mode="border", align_corners=True)
-    return sampled[:, 0, :, 0]
+    _, height, width = field.shape
+    x, y = xy[:, 0].clamp(0, width - 1), xy[:, 1].clamp(0, height - 1)
+    x0 = x.detach().floor().long().clamp(max=max(width - 2, 0))
+    y0 = y.detach().floor().long().clamp(max=max(height - 2, 0))
+    fx, fy = x - x0, y - y0
+    corner = (frame * height + y0) * width + x0  # flat index of the top left neighbour
+    right, below = int(width > 1), width * int(height > 1)
+    flat = field.to(xy.dtype).reshape(-1)
+    top = flat[corner] * (1 - fx) + flat[corner + right] * fx
+    bottom = flat[corner + below] * (1 - fx) + flat[corner + below + right] * fx
+    return top * (1 - fy) + bottom * fy
+
+@dataclass
+class MeshEdges:
+    """The edges of a closed, consistently oriented triangle mesh, each once, with what the outline term needs."""
+
+    edges: Tensor  # (E, 2) int64 vertex indices, in the direction of the edge's first face
+    third: Tensor  # (E, 2) int64: the vertex opposite the edge in each of its two faces
+    counted: Tensor  # (E,) bool: False for the edges of faces that touch an ignored vertex (the wrist's seal)
 
 
-def outline_points(mask: np.ndarray, max_points: int) -> np.ndarray:
-    """(P, 2) px: points on the mask's edge (outer and hole boundaries): the midpoints of the sides shared by a mask
-    pixel and a 4-neighbour outside it, in the order of OpenCV's contours, at most `max_points`, evenly spaced along
-    them; sides on the image border are not edges (the hand may go on beyond it); (0, 2) for an empty mask."""
-    inside = np.asarray(mask) > 0
-    contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return np.zeros((0, 2))
-    pixels = np.concatenate([c[:, 0] for c in contours])  # (Q, 2) x, y of the outline's pixels, along the contours
-    height, width = inside.shape
-    points = []
-    for step in ((1, 0), (0, 1), (-1, 0), (0, -1)):
-        neighbour = pixels + step
-        seen = np.all((neighbour >= 0) & (neighbour < [width, height]), axis=1)
-        crack = np.zeros(len(pixels), bool)
-        crack[seen] = ~inside[neighbour[seen, 1], neighbour[seen, 0]]
-        points.append(np.where(crack[:, None], pixels + 0.5 * np.array(step), np.nan))
-    points = np.stack(points, 1).reshape(-1, 2)  # each pixel's sides in contour order
-    points = points[~np.isnan(points[:, 0])]
-    _, first = np.unique(points, axis=0, return_index=True)  # a pixel met twice by the contours gives its sides once
-    points = points[np.sort(first)]
-    if len(points) > max_points:
-        points = points[np.linspace(0, len(points), max_points, endpoint=False).astype(int)]
-    return points
-
-
-def silhouette_vertices(uv: np.ndarray, faces: np.ndarray, width: int, height: int, *,
-                        tolerance: float = 1.5) -> np.ndarray:
-    """Indices of the vertices on the outline of a projected mesh.
+def mesh_edges(faces: np.ndarray, ignored: np.ndarray | list = ()) -> MeshEdges:
+    """MeshEdges of a closed mesh whose neighbouring faces traverse their shared edge in opposite directions.
 
     Args:
-        uv: (V, 2) px projected vertices.
         faces: (F, 3) vertex indices.
-        width, height: image size; vertices outside it are not on the outline.
-        tolerance: px; a vertex counts when its pixel lies within this distance of the nearest pixel outside the
-            projection, filled as the published masks are (segment.masks.fill_triangles, fill='published': whole
-            pixels, every pixel a triangle touches) in a crop around the vertices.
-
-    Returns:
-        (S,) int64 vertex indices, ascending.
+        ignored: vertex indices whose faces' edges are not compared with a mask (`MeshEdges.counted`).
     """
-    pixel = np.round(uv).astype(int)
-    lo = np.maximum(pixel.min(0) - 2, 0)
-    hi = np.minimum(pixel.max(0) + 3, [width, height])
-    if np.any(hi <= lo):
-        return np.zeros(0, np.int64)
-    filled = fill_triangles(pixel - lo, faces, *(hi - lo), fill="published") > 0
-    outside = np.zeros((hi - lo)[::-1] + 2, np.uint8)  # a background frame around the crop: the image border
-    outside[1:-1, 1:-1] = filled
-    depth_in = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-    local = pixel - lo
-    seen = np.all((local >= 0) & (local < hi - lo), axis=1)
-    near = np.zeros(len(uv), bool)
-    near[seen] = depth_in[local[seen, 1], local[seen, 0]] <= tolerance
-    return np.flatnonzero(near)
+    faces = np.asarray(faces, dtype=np.int64)
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])  # (3F, 2) half-edges
+    third = np.concatenate([faces[:, 2], faces[:, 0], faces[:, 1]])
+    face = np.tile(np.arange(len(faces)), 3)
+    _, pair, count = np.unique(np.sort(directed, 1), axis=0, return_inverse=True, return_counts=True)
+    if np.any(count != 2):
+        raise ValueError(f"the mesh is not closed: {int(np.sum(count != 2))} edges do not have exactly two faces")
+    order = np.argsort(pair.ravel(), kind="stable")
+    first, second = order[0::2], order[1::2]
+    if not np.array_equal(directed[first], directed[second][:, ::-1]):
+        raise ValueError("the mesh's faces are not consistently oriented")
+    touches = np.isin(faces, np.asarray(ignored, dtype=np.int64)).any(1)
+    counted = ~(touches[face[first]] | touches[face[second]])
+    return MeshEdges(torch.from_numpy(directed[first]), torch.from_numpy(np.stack([third[first], third[second]], 1)),
+                     torch.from_numpy(counted))
 
 
-def pad_indices(rows: list[np.ndarray]) -> tuple[Tensor, Tensor]:
-    """Ragged per-frame index lists as (N, K) int64 indices (padded with each row's first entry, or 0) and (N, K)
-    bool validity."""
-    width = max(1, max(len(r) for r in rows))
-    index = torch.zeros(len(rows), width, dtype=torch.int64)
-    valid = torch.zeros(len(rows), width, dtype=torch.bool)
-    for k, r in enumerate(rows):
-        if len(r):
-            index[k, :len(r)] = torch.as_tensor(r)
-            index[k, len(r):] = int(r[0])
-            valid[k, :len(r)] = True
-    return index, valid
+def _cross(u: Tensor, v: Tensor) -> Tensor:
+    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
 
 
-def outline_distances(outline: Tensor, outline_valid: Tensor, uv: Tensor, silhouette: Tensor,
-                      silhouette_valid: Tensor) -> tuple[Tensor, Tensor]:
-    """For every outline point, its squared distance to the nearest silhouette vertex (the nearest chosen without
-    gradient, the distance differentiable in `uv`).
+@dataclass
+class OutlinePoints:
+    """Points on the outline of N projected meshes, each on a mesh edge where the projection folds."""
+
+    frame: Tensor  # (P,) int64
+    edge: Tensor  # (P,) int64 index into MeshEdges.edges
+    t: Tensor  # (P,) position along the edge, 0 at its first vertex, 1 at its second
+    length: Tensor  # (P,) px of outline the point stands for
+
+
+def _folds(uv: Tensor, mesh: MeshEdges) -> tuple[Tensor, Tensor]:
+    """(N, E) bool: the projection folds at the edge (its two faces lie on the same side of it), and (N, E) the
+    side the first face lies on (the sign of a cross product; the outline's outside is the other side)."""
+    a, d = uv[:, mesh.edges[:, 0]], uv[:, mesh.edges[:, 1]] - uv[:, mesh.edges[:, 0]]
+    side = _cross(d, uv[:, mesh.third[:, 0]] - a)
+    return side * _cross(d, uv[:, mesh.third[:, 1]] - a) > 0, side
+
+
+def mesh_outline(uv: np.ndarray, faces: np.ndarray, mesh: MeshEdges, *, fine: int = 2, reach: float = 1.0
+                 ) -> OutlinePoints:
+    """The outline of each projected mesh, tied to the mesh's edges.
+
+    The mesh is filled on a grid `fine` times finer than the pixels (segment.masks.fill_fine) in a crop around it;
+    every side between a filled and an empty cell is a piece of outline and belongs to the nearest edge where the
+    projection folds (within `reach` px; pieces nearer an edge that is not `counted`, such as the wrist's seal, are
+    left out), at the nearest point of that edge. A piece stands for its side's length times the cosine between the
+    side and the edge, so the pieces along a straight outline add up to its length whatever its direction (the grid
+    counts every cell an edge touches as inside: the outline found lies up to one cell outside the true one).
 
     Args:
-        outline: (N, P, 2) px mask outline points, padded; outline_valid: (N, P) bool.
         uv: (N, V, 2) px projected vertices.
-        silhouette: (N, S) int64 silhouette vertex indices, padded; silhouette_valid: (N, S) bool.
+        faces: (F, 3) the mesh's triangles.
+        mesh: its edges (mesh_edges(faces)).
+    """
+    fold = _folds(torch.as_tensor(uv), mesh)[0].numpy()
+    pairs, counted = mesh.edges.numpy(), mesh.counted.numpy()
+    rows = {key: [] for key in ("frame", "edge", "t", "length")}
+    for k in range(len(uv)):
+        origin = np.floor(uv[k].min(0)) - 1  # a crop around the projection
+        width, height = (np.ceil(uv[k].max(0)) + 2 - origin).astype(int)
+        a, b, c = (uv[k, faces[:, i]] for i in range(3))
+        facing = _cross(b - a, c - a) > 0  # a closed mesh's projection is covered by the faces of either orientation
+        filled = fill_fine(uv[k] - origin, faces[facing], width, height, fine) > 0  # (a line of sight enters it as
+        # often as it leaves), so the faces of one orientation fill it, with half the work
+        across = np.argwhere(filled[:, 1:] != filled[:, :-1])  # sides between horizontal neighbours (i, j) | (i, j + 1)
+        down = np.argwhere(filled[1:] != filled[:-1])
+        pieces = np.concatenate([np.stack([(across[:, 1] + 1.0) / fine - 0.5, (across[:, 0] + 0.5) / fine - 0.5], 1),
+                                 np.stack([(down[:, 1] + 0.5) / fine - 0.5, (down[:, 0] + 1.0) / fine - 0.5], 1)])
+        pieces = pieces + origin  # (Q, 2) image px
+        vertical = np.arange(len(pieces)) < len(across)  # a side along y (between horizontal neighbours)
+        edges = np.flatnonzero(fold[k])
+        if not len(edges) or not len(pieces):
+            continue
+        a = uv[k, pairs[edges, 0]]
+        d = uv[k, pairs[edges, 1]] - a  # (C, 2)
+        length = np.linalg.norm(d, axis=1)
+        # the nearest edge of each piece: points every 1 / (2 fine) px along the edges, the nearest by a k-d tree
+        count = np.ceil(length * 2 * fine).astype(int) + 1
+        owner = np.repeat(np.arange(len(edges)), count)
+        t = (np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)) / (count[owner] - 1)
+        _, which = cKDTree(a[owner] + t[:, None] * d[owner]).query(pieces)
+        which = owner[which]
+        a, d = a[which], d[which]
+        t = np.clip(((pieces - a) * d).sum(1) / np.maximum((d * d).sum(1), 1e-12), 0, 1)
+        keep = (np.linalg.norm(a + t[:, None] * d - pieces, axis=1) <= reach) & counted[edges[which]]
+        cosine = np.abs(np.where(vertical, d[:, 1], d[:, 0])) / np.maximum(length[which], 1e-12)
+        rows["frame"].append(np.full(int(keep.sum()), k))
+        rows["edge"].append(edges[which][keep])
+        rows["t"].append(t[keep])
+        rows["length"].append(cosine[keep] / fine)
+    if not rows["frame"]:
+        return OutlinePoints(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
+                             torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
+    return OutlinePoints(*(torch.from_numpy(np.concatenate(rows[key])) for key in ("frame", "edge", "t", "length")))
+
+
+def mask_disagreement(uv: Tensor, mesh: MeshEdges, target: SilhouetteTarget, points: OutlinePoints
+                      ) -> tuple[Tensor, Tensor]:
+    """The area where the projected meshes and their masks disagree, as a term whose gradient in the projected
+    vertices is that area's (module docstring).
+
+    Args:
+        uv: (N, V, 2) px projected vertices.
+        mesh: the mesh's edges (mesh_edges).
+        target: the masks.
+        points: the outline (mesh_outline, found from these or recent `uv`: each point moves with its edge).
 
     Returns:
-        squared distances (N, P) px^2 (0 where the point or its frame's silhouette is missing) and nearest (N, P)
-        int64, the vertex index each point matched.
+        the term (N,), 0 in value, per frame, px^2; and (N,) px, detached: the outline integral of (1 - 2 m), how much
+        the disagreement grows per pixel of outward motion of the whole outline.
     """
-    candidates = torch.gather(uv, 1, silhouette[..., None].expand(-1, -1, 2))  # (N, S, 2)
+    n = uv.shape[0]
+    a = uv[points.frame, mesh.edges[points.edge, 0]]
+    d = uv[points.frame, mesh.edges[points.edge, 1]] - a
+    position = a + points.t[:, None].to(uv.dtype) * d  # (P, 2)
     with torch.no_grad():
-        squared = torch.cdist(outline.to(uv.dtype), candidates.detach()) ** 2  # (N, P, S)
-        squared = squared.masked_fill(~silhouette_valid[:, None, :], float("inf"))
-        nearest = torch.gather(silhouette, 1, squared.argmin(-1))  # (N, P) vertex indices
-    matched = torch.gather(uv, 1, nearest[..., None].expand(-1, -1, 2))  # (N, P, 2)
-    valid = outline_valid & silhouette_valid.any(-1, keepdim=True)
-    squared = (matched - outline.to(uv.dtype)).pow(2).sum(-1)
-    return torch.where(valid, squared, torch.zeros_like(squared)), nearest
+        side = _cross(d, uv[points.frame, mesh.third[points.edge, 0]] - a)
+        outward = torch.stack([d[:, 1], -d[:, 0]], -1) / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        outward = outward * torch.sign(side)[:, None]
+        m = target.value_at(points.frame, position)
+        weight = (1 - 2 * m) * points.length.to(uv.dtype)
+    motion = ((position - position.detach()) * outward).sum(-1)
+    surrogate = torch.zeros(n, dtype=uv.dtype).index_add(0, points.frame, weight * motion)
+    total = torch.zeros(n, dtype=uv.dtype).index_add(0, points.frame, weight)
+    return surrogate, total
