@@ -147,7 +147,8 @@ def mesh_edges(faces: np.ndarray, ignored: np.ndarray | list = ()) -> MeshEdges:
                      torch.from_numpy(counted))
 
 
-def _cross(u: Tensor, v: Tensor) -> Tensor:
+def _cross(u, v):
+    """The z component of the cross product of (..., 2) arrays or tensors."""
     return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
 
 
@@ -161,12 +162,10 @@ class OutlinePoints:
     length: Tensor  # (P,) px of outline the point stands for
 
 
-def _folds(uv: Tensor, mesh: MeshEdges) -> tuple[Tensor, Tensor]:
-    """(N, E) bool: the projection folds at the edge (its two faces lie on the same side of it), and (N, E) the
-    side the first face lies on (the sign of a cross product; the outline's outside is the other side)."""
+def _folds(uv: Tensor, mesh: MeshEdges) -> Tensor:
+    """(N, E) bool: the projection folds at the edge (its two faces lie on the same side of it)."""
     a, d = uv[:, mesh.edges[:, 0]], uv[:, mesh.edges[:, 1]] - uv[:, mesh.edges[:, 0]]
-    side = _cross(d, uv[:, mesh.third[:, 0]] - a)
-    return side * _cross(d, uv[:, mesh.third[:, 1]] - a) > 0, side
+    return _cross(d, uv[:, mesh.third[:, 0]] - a) * _cross(d, uv[:, mesh.third[:, 1]] - a) > 0
 
 
 def mesh_outline(uv: np.ndarray, faces: np.ndarray, mesh: MeshEdges, *, fine: int = 2, reach: float = 1.0
@@ -185,7 +184,7 @@ def mesh_outline(uv: np.ndarray, faces: np.ndarray, mesh: MeshEdges, *, fine: in
         faces: (F, 3) the mesh's triangles.
         mesh: its edges (mesh_edges(faces)).
     """
-    fold = _folds(torch.as_tensor(uv), mesh)[0].numpy()
+    fold = _folds(torch.as_tensor(uv), mesh).numpy()
     pairs, counted = mesh.edges.numpy(), mesh.counted.numpy()
     rows = {key: [] for key in ("frame", "edge", "t", "length")}
     for k in range(len(uv)):
