@@ -207,7 +207,7 @@ def mesh_outline(uv: np.ndarray, faces: np.ndarray, mesh: MeshEdges, *, fine: in
         d = uv[k, pairs[edges, 1]] - a  # (C, 2)
         length = np.linalg.norm(d, axis=1)
         # the nearest edge of each piece: points every 1 / (2 fine) px along the edges, the nearest by a k-d tree
-        count = np.ceil(length * 2 * fine).astype(int) + 1
+        count = np.ceil(length * 2 * fine).astype(int) + 2  # both ends, even of an edge of no length
         owner = np.repeat(np.arange(len(edges)), count)
         t = (np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)) / (count[owner] - 1)
         _, which = cKDTree(a[owner] + t[:, None] * d[owner]).query(pieces)
