@@ -114,6 +114,7 @@ def sample_field(field: Tensor, frame: Tensor, xy: Tensor) -> Tensor:
     bottom = flat[corner + below] * (1 - fx) + flat[corner + below + right] * fx
     return top * (1 - fy) + bottom * fy
 
+
 @dataclass
 class MeshEdges:
     """The edges of a closed, consistently oriented triangle mesh, each once, with what the outline term needs."""
@@ -190,10 +191,11 @@ def mesh_outline(uv: np.ndarray, faces: np.ndarray, mesh: MeshEdges, *, fine: in
     for k in range(len(uv)):
         origin = np.floor(uv[k].min(0)) - 1  # a crop around the projection
         width, height = (np.ceil(uv[k].max(0)) + 2 - origin).astype(int)
-        a, b, c = (uv[k, faces[:, i]] for i in range(3))
-        facing = _cross(b - a, c - a) > 0  # a closed mesh's projection is covered by the faces of either orientation
-        filled = fill_fine(uv[k] - origin, faces[facing], width, height, fine) > 0  # (a line of sight enters it as
+        # a closed mesh's projection is covered by the faces of either orientation (a line of sight enters it as
         # often as it leaves), so the faces of one orientation fill it, with half the work
+        corners = uv[k, faces]  # (F, 3, 2)
+        facing = _cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) > 0
+        filled = fill_fine(uv[k] - origin, faces[facing], width, height, fine) > 0
         across = np.argwhere(filled[:, 1:] != filled[:, :-1])  # sides between horizontal neighbours (i, j) | (i, j + 1)
         down = np.argwhere(filled[1:] != filled[:-1])
         pieces = np.concatenate([np.stack([(across[:, 1] + 1.0) / fine - 0.5, (across[:, 0] + 0.5) / fine - 0.5], 1),
